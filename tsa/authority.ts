@@ -1,0 +1,152 @@
+/**
+ * The time-stamping authority core (RFC 3161, RFC 5816): TimeStampReq DER in, TimeStampResp DER
+ * out, given a signer, the TSA certificate, a store and a time guard. Knows nothing of HTTP.
+ * respond() never throws: every refusal is a TimeStampResp with status rejection and the failInfo
+ * failure.ts maps the error to.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AuditLog } from '../audit/types.ts';
+import type { Clock } from '../common/clock.ts';
+import { YinxinError } from '../common/errors.ts';
+import type { Signer } from '../hsm/signer.ts';
+import type { Store } from '../store/store.ts';
+import { hex } from './asn1.ts';
+import { encodeRejection, refusalOf, type FailInfoName } from './failure.ts';
+import { TokenLedger, type TokenRecord } from './ledger.ts';
+import { DEFAULT_TSA_HASHES, parseTimeStampQuery, type TsaHashName } from './request.ts';
+import type { TimeGuard, TimeGuardState } from './timeguard.ts';
+import { TokenWriter, type Accuracy } from './token.ts';
+
+export interface TimeStampAuthorityOptions {
+  signer: Signer;
+  /** TSA certificate DER: critical EKU timeStamping only, certifying signer's key. */
+  certificate: Uint8Array;
+  /** The issuing CA up to the root (DER), for clients that want the chain. */
+  chain: Uint8Array[];
+  store: Store;
+  audit?: AuditLog;
+  clock: Clock;
+  timeGuard: TimeGuard;
+  /** TSA policy OIDs: `default` when the request names none; a requested one must be in `accepted`. */
+  policy: { default: string; accepted: string[] };
+  /** Accuracy of genTime (default 1 s). */
+  accuracy?: Accuracy;
+  /** genTime is truncated to this many milliseconds: 1000 (default) gives whole seconds, 1, 10 or 100 sub-second precision. */
+  precisionMs?: number;
+  /** Accepted imprint algorithms (default SHA-256, SHA-384, SHA-512, SHA3-256). */
+  hashes?: TsaHashName[];
+  /** SHA-1 imprints are refused (badAlg) unless this is true. */
+  acceptSha1?: boolean;
+  /** Put the TSA's name in TSTInfo.tsa (default true). */
+  includeTsaName?: boolean;
+  /** Told about every failure that is the TSA's own (systemFailure: HSM, store), for the log. */
+  onSystemFailure?: (error: unknown) => void;
+  /** Queries longer than this are refused with badDataFormat (default 8 KiB; the HTTP layer has its own limit). */
+  maxQueryBytes?: number;
+}
+
+export interface TimeStampAuthorityStats {
+  issued: number;
+  rejected: Partial<Record<FailInfoName, number>>;
+  ledger: { recorded: number; commits: number; waiting: number };
+  clock: TimeGuardState;
+}
+
+export interface TimeStampAuthority {
+  respond(queryDer: Uint8Array): Promise<Uint8Array>;
+  stats(): TimeStampAuthorityStats;
+  /** The record of a token, by serial number as hex (as in tsa.tokens). */
+  record(serialHex: string): TokenRecord | undefined;
+  readonly certificate: Uint8Array;
+  readonly chain: Uint8Array[];
+  readonly timeGuard: TimeGuard;
+}
+
+/**
+ * Serial numbers (RFC 3161 s2.4.2: unique for each token from a given TSA, up to 160 bits).
+ * 0x01 followed by 128 bits from the CSPRNG: positive, always 17 octets, minimally encoded. There is
+ * no counter to lose in a crash or to share between processes; uniqueness is enforced, not just
+ * probable: the ledger refuses a serial already in tsa.tokens inside the serialized write
+ * transaction, and the token is re-issued under a fresh serial. A serial is only ever sent once
+ * its record is durable, so a crash cannot make it reusable.
+ */
+function newSerial(): Uint8Array {
+  const serial = randomBytes(17);
+  serial[0] = 0x01;
+  return serial;
+}
+
+const MAX_SERIAL_ATTEMPTS = 4;
+
+export function createTimeStampAuthority(options: TimeStampAuthorityOptions): TimeStampAuthority {
+  const { store, timeGuard } = options;
+  const writer = new TokenWriter({
+    signer: options.signer,
+    certificate: options.certificate,
+    includeTsaName: options.includeTsaName ?? true,
+    accuracy: options.accuracy ?? { seconds: 1 },
+  });
+  const ledger = new TokenLedger(store, options.audit);
+  // The latest genTime of earlier runs: stamping waits if the clock is now behind it.
+  const latest = ledger.latestGenTime();
+  if (latest) timeGuard.issued(latest);
+
+  const hashes = new Set<TsaHashName>(options.hashes ?? DEFAULT_TSA_HASHES);
+  if (options.acceptSha1) hashes.add('SHA-1');
+  else hashes.delete('SHA-1');
+  const acceptedPolicies = new Set([options.policy.default, ...options.policy.accepted]);
+  const precision = options.precisionMs ?? 1000;
+  if (!Number.isInteger(precision) || precision < 1 || precision > 1000 || 1000 % precision !== 0) {
+    throw new YinxinError('config-invalid', `tsa precisionMs must divide 1000 (1, 10, 100, 1000), not ${precision}`);
+  }
+  const maxQueryBytes = options.maxQueryBytes ?? 8192;
+  let issued = 0;
+  const rejected: Partial<Record<FailInfoName, number>> = {};
+
+  async function issue(queryDer: Uint8Array): Promise<Uint8Array> {
+    if (queryDer.length > maxQueryBytes) throw new YinxinError('payload-too-large', `the query is longer than ${maxQueryBytes} octets`);
+    const query = parseTimeStampQuery(queryDer, hashes);
+    if (query.policy !== undefined && !acceptedPolicies.has(query.policy)) {
+      throw new YinxinError('unaccepted-policy', `policy ${query.policy} is not accepted by this TSA`, { accepted: [...acceptedPolicies] });
+    }
+    const policy = query.policy ?? options.policy.default;
+    for (let attempt = 0; attempt < MAX_SERIAL_ATTEMPTS; attempt++) {
+      const now = timeGuard.now().getTime();
+      const genTime = new Date(now - (now % precision));
+      const serial = newSerial();
+      const response = await writer.response({ ...query, policy, serial, genTime });
+      const serialHex = hex(serial);
+      const record: TokenRecord = { time: genTime.toISOString(), imprint: hex(query.hashedMessage), hashAlg: query.hash.name, policy };
+      if (query.nonce) record.nonce = hex(query.nonce);
+      if (await ledger.record(serialHex, record, genTime)) {
+        timeGuard.issued(genTime);
+        return response;
+      }
+    }
+    throw new YinxinError('internal', 'no unused serial number found');
+  }
+
+  return {
+    certificate: options.certificate,
+    chain: options.chain,
+    timeGuard,
+    async respond(queryDer) {
+      try {
+        const response = await issue(queryDer);
+        issued++;
+        return response;
+      } catch (e) {
+        const refusal = refusalOf(e);
+        if (refusal.failInfo === 'systemFailure') options.onSystemFailure?.(e);
+        rejected[refusal.failInfo] = (rejected[refusal.failInfo] ?? 0) + 1;
+        return encodeRejection(refusal);
+      }
+    },
+    stats() {
+      return { issued, rejected: { ...rejected }, ledger: ledger.stats(), clock: timeGuard.state() };
+    },
+    record(serialHex) {
+      return ledger.get(serialHex.toLowerCase());
+    },
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * The record of every issued token (tsa.tokens: serial -> time, imprint, policy), so an auditor can
+ * prove which tokens exist. A token is returned only after its record is durable.
+ *
+ * Group commit: records that arrive while a commit is in flight wait and are written together in
+ * the next transaction, so a burst of N concurrent requests costs about two fsyncs, not N. The
+ * same transaction checks each serial is new (compare-and-swap in the serialized write
+ * transaction) and moves the genTime high-water mark the time guard reads at start-up.
+ */
+import type { AuditLog } from '../audit/types.ts';
+import type { Store, Table } from '../store/store.ts';
+
+export interface TokenRecord {
+  /** genTime, ISO 8601 with milliseconds. */
+  time: string;
+  /** Hex of the hashedMessage. */
+  imprint: string;
+  hashAlg: string;
+  policy: string;
+  /** Hex of the nonce's two's-complement octets, when the request had one. */
+  nonce?: string;
+}
+
+export interface TsaMeta {
+  /** The latest genTime ever issued (ISO); a clock earlier than this is not trusted. */
+  latestGenTime?: string;
+}
+
+export const TOKENS_TABLE = 'tsa.tokens';
+export const META_TABLE = 'tsa.meta';
+
+interface Pending {
+  serial: string;
+  record: TokenRecord;
+  genTime: number;
+  resolve: (written: boolean) => void;
+  reject: (e: unknown) => void;
+}
+
+export class TokenLedger {
+  readonly #store: Store;
+  readonly #tokens: Table<TokenRecord>;
+  readonly #meta: Table<string>;
+  readonly #audit: AuditLog | undefined;
+  #pending: Pending[] = [];
+  #flushing = false;
+  #commits = 0;
+  #recorded = 0;
+
+  constructor(store: Store, audit?: AuditLog) {
+    this.#store = store;
+    this.#tokens = store.table<TokenRecord>(TOKENS_TABLE);
+    this.#meta = store.table<string>(META_TABLE);
+    this.#audit = audit;
+  }
+
+  /** The high-water mark persisted by earlier runs (undefined on a fresh store). */
+  latestGenTime(): Date | undefined {
+    const iso = this.#meta.get('latestGenTime');
+    return iso ? new Date(iso) : undefined;
+  }
+
+  get(serialHex: string): TokenRecord | undefined {
+    return this.#tokens.get(serialHex);
+  }
+
+  /**
+   * Resolves true once the record is durable, false if the serial was already taken (the caller
+   * picks a new serial and re-signs). Rejects if the store fails: the token must then not be sent.
+   */
+  record(serialHex: string, record: TokenRecord, genTime: Date): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ serial: serialHex, record, genTime: genTime.getTime(), resolve, reject });
+      if (!this.#flushing) this.#flush();
+    });
+  }
+
+  #flush(): void {
+    const batch = this.#pending;
+    this.#pending = [];
+    this.#flushing = true;
+    this.#store
+      .transaction((tx) => {
+        const written: boolean[] = [];
+        let latest = tx.get(this.#meta, 'latestGenTime') as string | undefined;
+        let latestMs = latest ? Date.parse(latest) : -Infinity;
+        for (const p of batch) {
+          if (tx.get(this.#tokens, p.serial) !== undefined) {
+            written.push(false);
+            continue;
+          }
+          tx.put(this.#tokens, p.serial, p.record);
+          this.#audit?.append(tx, {
+            actor: 'system',
+            action: 'tsa.stamp',
+            object: `tsa-token:${p.serial}`,
+            outcome: 'success',
+            details: { policy: p.record.policy, hashAlg: p.record.hashAlg },
+          });
+          if (p.genTime > latestMs) {
+            latestMs = p.genTime;
+            latest = p.record.time;
+          }
+          written.push(true);
+        }
+        if (latest !== undefined) tx.put(this.#meta, 'latestGenTime', latest);
+        return written;
+      })
+      .then(
+        (written) => {
+          this.#commits++;
+          batch.forEach((p, i) => {
+            if (written[i]) this.#recorded++;
+            p.resolve(written[i]);
+          });
+        },
+        (e: unknown) => batch.forEach((p) => p.reject(e)),
+      )
+      .finally(() => {
+        this.#flushing = false;
+        if (this.#pending.length) this.#flush();
+      });
+  }
+
+  stats(): { recorded: number; commits: number; waiting: number } {
+    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.length };
+  }
+}
