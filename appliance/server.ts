@@ -1,0 +1,84 @@
+/**
+ * `yinxin start`: opens the appliance, builds both apps, listens, and shuts down gracefully on
+ * SIGTERM/SIGINT (stops accepting, lets in-flight requests finish, closes the store cleanly).
+ */
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { authRoutes } from '../auth/routes.ts';
+import { buildPublicApp, buildSecureApp, type HealthCheck } from './app.ts';
+import type { Config } from './config.ts';
+import { openAppliance, type Appliance } from './context.ts';
+import { dataPaths } from './paths.ts';
+import { systemRoutes } from './system-routes.ts';
+import { ensureTlsMaterial } from './tls.ts';
+
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface RunningAppliance {
+  appliance: Appliance;
+  http: FastifyInstance;
+  https: FastifyInstance;
+  httpUrl: string;
+  httpsUrl: string;
+  stop(): Promise<void>;
+}
+
+export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
+  return pino({ level: config.logLevel, base: { service: 'yinxin' }, redact: ['req.headers.authorization', 'req.headers.cookie'] });
+}
+
+export async function startAppliance(config: Config, logger: Logger = createLogger(config)): Promise<RunningAppliance> {
+  const appliance = await openAppliance(config, { logger });
+  try {
+    const tls = await ensureTlsMaterial(dataPaths(config.dataDir).tls, tlsNames(config));
+    const health: HealthCheck[] = [
+      { name: 'hsm', check: () => appliance.keys.health() },
+      { name: 'store', check: async () => ({ ok: true, detail: `${appliance.store.stats().sizeBytes} bytes` }) },
+      { name: 'clock', check: async () => ({ ok: true, detail: appliance.clock.now().toISOString() }) },
+    ];
+    const common = { logger, metrics: appliance.metrics, bodyLimit: config.bodyLimit, trustProxy: config.trustProxy, health };
+    const http = await buildPublicApp({ ...common, plugins: [] });
+    const https = await buildSecureApp({
+      ...common,
+      https: { key: tls.key, cert: tls.cert },
+      authenticator: appliance.operators,
+      version: VERSION,
+      plugins: [
+        (app) => authRoutes(app, { operators: appliance.operators }),
+        (app) => systemRoutes(app, { appliance }),
+      ],
+    });
+    await http.listen({ host: config.host, port: config.httpPort });
+    await https.listen({ host: config.host, port: config.httpsPort });
+    const httpUrl = urlOf(http, 'http');
+    const httpsUrl = urlOf(https, 'https');
+    let stopping: Promise<void> | null = null;
+    const stop = () => (stopping ??= (async () => {
+      logger.info('shutting down: finishing in-flight requests');
+      await Promise.allSettled([http.close(), https.close()]);
+      await appliance.close();
+      logger.info('stopped');
+    })());
+    return { appliance, http, https, httpUrl, httpsUrl, stop };
+  } catch (e) {
+    await appliance.close();
+    throw e;
+  }
+}
+
+function tlsNames(config: Config): string[] {
+  const names = new Set<string>(['localhost', '127.0.0.1']);
+  for (const u of [config.httpsUrl, config.publicUrl]) names.add(new URL(u).hostname.replace(/^\[|\]$/g, ''));
+  if (config.host !== '0.0.0.0' && config.host !== '::') names.add(config.host);
+  return [...names];
+}
+
+function urlOf(app: FastifyInstance, scheme: string): string {
+  const address = app.server.address();
+  if (address && typeof address === 'object') {
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `${scheme}://${host}:${address.port}`;
+  }
+  return String(address);
+}
