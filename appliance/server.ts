@@ -28,27 +28,34 @@ export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
   return pino({ level: config.logLevel, base: { service: 'yinxin' }, redact: ['req.headers.authorization', 'req.headers.cookie'] });
 }
 
+/** Both apps with every service's routes, not listening: what the server runs and what tests inject into. */
+export async function buildApps(appliance: Appliance, tls?: { key: string; cert: string }): Promise<{ http: FastifyInstance; https: FastifyInstance }> {
+  const { config, logger } = appliance;
+  const health: HealthCheck[] = [
+    { name: 'hsm', check: () => appliance.keys.health() },
+    { name: 'store', check: async () => ({ ok: true, detail: `${appliance.store.stats().sizeBytes} bytes` }) },
+    { name: 'clock', check: async () => ({ ok: true, detail: appliance.clock.now().toISOString() }) },
+  ];
+  const common = { logger, metrics: appliance.metrics, bodyLimit: config.bodyLimit, trustProxy: config.trustProxy, health };
+  const http = await buildPublicApp({ ...common, plugins: [] });
+  const https = await buildSecureApp({
+    ...common,
+    https: tls,
+    authenticator: appliance.operators,
+    version: VERSION,
+    plugins: [
+      (app) => authRoutes(app, { operators: appliance.operators }),
+      (app) => systemRoutes(app, { appliance }),
+    ],
+  });
+  return { http, https };
+}
+
 export async function startAppliance(config: Config, logger: Logger = createLogger(config)): Promise<RunningAppliance> {
   const appliance = await openAppliance(config, { logger });
   try {
     const tls = await ensureTlsMaterial(dataPaths(config.dataDir).tls, tlsNames(config));
-    const health: HealthCheck[] = [
-      { name: 'hsm', check: () => appliance.keys.health() },
-      { name: 'store', check: async () => ({ ok: true, detail: `${appliance.store.stats().sizeBytes} bytes` }) },
-      { name: 'clock', check: async () => ({ ok: true, detail: appliance.clock.now().toISOString() }) },
-    ];
-    const common = { logger, metrics: appliance.metrics, bodyLimit: config.bodyLimit, trustProxy: config.trustProxy, health };
-    const http = await buildPublicApp({ ...common, plugins: [] });
-    const https = await buildSecureApp({
-      ...common,
-      https: { key: tls.key, cert: tls.cert },
-      authenticator: appliance.operators,
-      version: VERSION,
-      plugins: [
-        (app) => authRoutes(app, { operators: appliance.operators }),
-        (app) => systemRoutes(app, { appliance }),
-      ],
-    });
+    const { http, https } = await buildApps(appliance, { key: tls.key, cert: tls.cert });
     await http.listen({ host: config.host, port: config.httpPort });
     await https.listen({ host: config.host, port: config.httpsPort });
     const httpUrl = urlOf(http, 'http');

@@ -14,12 +14,22 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
   }
+  interface FastifyInstance {
+    /** Every /api/v1 route with the permission it demands (for the authorization test and docs). */
+    apiRoutes: ApiRoute[];
+  }
   interface FastifyContextConfig {
     permission?: Permission | typeof PUBLIC;
   }
 }
 
 export const API_PREFIX = '/api/v1';
+
+export interface ApiRoute {
+  method: string;
+  url: string;
+  permission: Permission | typeof PUBLIC;
+}
 
 export interface Authenticator {
   authenticate(bearer: string): Principal;
@@ -28,12 +38,15 @@ export interface Authenticator {
 /** Call on the root instance before any API route is registered. */
 export function installApiGuard(app: FastifyInstance, authenticator: Authenticator): void {
   app.decorateRequest('principal', null);
+  const routes: ApiRoute[] = [];
+  app.decorate('apiRoutes', routes);
   app.addHook('onRoute', (route) => {
     if (!route.url.startsWith(API_PREFIX)) return;
     const permission = (route.config as { permission?: unknown } | undefined)?.permission;
     if (permission !== PUBLIC && !isPermission(permission)) {
       throw new Error(`route ${route.method} ${route.url} declares no permission (config.permission): add one from auth/roles.ts`);
     }
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url, permission });
   });
   app.addHook('preHandler', async (request: FastifyRequest) => {
     const permission = request.routeOptions.config?.permission;
