@@ -23,7 +23,7 @@ import { defaultScheme, describeKeySpec } from '../hsm/algorithms.ts';
 import type { KeySpec, KeyStore, SignatureScheme, Signer } from '../hsm/signer.ts';
 import type { Key, Store, Table, Tx } from '../store/store.ts';
 import { CertificateTemplate, keyUsageForKey, type FixedExtensions, type IssuerContext } from './certificate.ts';
-import { checkKeyAllowed, describeKey, readSubjectPublicKey, type PublicKeyKind } from './keys.ts';
+import { checkKeyAllowed, describeKey, readSubjectPublicKey, type PublicKeyKind, type SubjectPublicKey } from './keys.ts';
 import { distributionUrls, getProfile, policyOidsFor, type Profile, type ProfileConfig, type Subject, type SubjectAltNames } from './profiles.ts';
 import { checkSan, checkSubject, checkSubjectValues, encodeName, formatSubject } from './subject.ts';
 
@@ -117,6 +117,8 @@ export interface IssueInput {
   publicKeyInfo: Uint8Array;
   requestId?: string;
   pairSerial?: string;
+  /** The key as read and checked when the request was accepted (skips parsing it again). */
+  checkedKey?: SubjectPublicKey;
 }
 
 /** A signed certificate not yet stored: commit() it inside a transaction. */
@@ -164,10 +166,18 @@ function wholeSeconds(d: Date): Date {
 
 /** >= 64 random bits (here 126), positive and minimally encoded: first byte 0x40..0x7f (RFC 5280 s4.1.2.2). */
 export function randomSerial(): Uint8Array {
-  const s = new Uint8Array(randomBytes(16));
+  if (serialPoolOffset + 16 > serialPool.length) {
+    serialPool = new Uint8Array(randomBytes(16 * 256));
+    serialPoolOffset = 0;
+  }
+  const s = serialPool.slice(serialPoolOffset, serialPoolOffset + 16);
+  serialPoolOffset += 16;
   s[0] = (s[0] & 0x3f) | 0x40;
   return s;
 }
+// CSPRNG output drawn in blocks (one call per 256 serials); each byte is used once.
+let serialPool = new Uint8Array(0);
+let serialPoolOffset = 0;
 
 export class CertificateAuthority {
   readonly #store: Store;
@@ -363,7 +373,7 @@ export class CertificateAuthority {
     this.#assertUsable(ca, now);
     const subject = checkSubject(profile, input.subject, now);
     const san = checkSan(profile, input.san, subject);
-    const key = readSubjectPublicKey(input.publicKeyInfo);
+    const key = input.checkedKey ?? readSubjectPublicKey(input.publicKeyInfo);
     checkKeyAllowed(profile, key.kind);
     const template = this.#template(ca, profile, key.kind);
 

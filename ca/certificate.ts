@@ -86,9 +86,20 @@ const contextConstructed = (tagNumber: number, value: asn1js.BaseBlock[]) => new
 const ascii = (s: string) => new Uint8Array(Buffer.from(s, 'ascii'));
 
 /** Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
+const oidCache = new Map<string, Uint8Array>();
+/** An OBJECT IDENTIFIER, encoded by asn1js once per OID and reused. */
+export function oidBlock(oid: string): asn1js.BaseBlock {
+  let bytes = oidCache.get(oid);
+  if (!bytes) {
+    bytes = der(new asn1js.ObjectIdentifier({ value: oid }));
+    oidCache.set(oid, bytes);
+  }
+  return raw(bytes);
+}
+
 function extension(oid: string, critical: boolean, value: asn1js.BaseBlock | Uint8Array): Uint8Array {
   const inner = value instanceof Uint8Array ? value : der(value);
-  const parts: asn1js.BaseBlock[] = [new asn1js.ObjectIdentifier({ value: oid })];
+  const parts: asn1js.BaseBlock[] = [oidBlock(oid)];
   // DER: a DEFAULT value is omitted (X.690 s11.5).
   if (critical) parts.push(new asn1js.Boolean({ value: true }));
   parts.push(new asn1js.OctetString({ valueHex: inner }));
@@ -203,6 +214,9 @@ function sanExtension(san: SubjectAltNames): Uint8Array | null {
 
 export class CertificateTemplate {
   readonly issuer: IssuerContext;
+  /** Certificates issued in the same second share their Validity encoding. */
+  #validityKey = '';
+  #validity: Uint8Array = new Uint8Array(0);
   readonly #version: Uint8Array;
   readonly #signatureAlgorithm: Uint8Array;
   readonly #issuerName: Uint8Array;
@@ -237,12 +251,21 @@ export class CertificateTemplate {
         new asn1js.Integer({ valueHex: v.serial }),
         raw(this.#signatureAlgorithm),
         raw(this.#issuerName),
-        new asn1js.Sequence({ value: [time(v.notBefore), time(v.notAfter)] }),
+        raw(this.#validityDer(v.notBefore, v.notAfter)),
         raw(v.subjectDer),
         raw(v.publicKeyInfo),
         contextConstructed(3, [new asn1js.Sequence({ value: extensions })]),
       ],
     }));
+  }
+
+  #validityDer(notBefore: Date, notAfter: Date): Uint8Array {
+    const key = `${notBefore.getTime()}/${notAfter.getTime()}`;
+    if (key !== this.#validityKey) {
+      this.#validity = der(new asn1js.Sequence({ value: [time(notBefore), time(notAfter)] }));
+      this.#validityKey = key;
+    }
+    return this.#validity;
   }
 
   /** Builds, signs (one HSM call) and returns the DER certificate. */

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import * as asn1js from 'asn1js';
 import type * as pkijs from 'pkijs';
 import { YinxinError } from '../common/errors.ts';
-import { raw } from './certificate.ts';
+import { oidBlock, raw } from './certificate.ts';
 import { validateCitizenId, validateSocialCreditCode } from './identifiers.ts';
 import type { Profile, Subject, SubjectAltNames, SubjectAttribute, SubjectAttributeType } from './profiles.ts';
 
@@ -155,15 +155,6 @@ export function checkSan(profile: Profile, san: SubjectAltNames | undefined, sub
   return out;
 }
 
-const oidDer = new Map<string, Uint8Array>();
-function oidRaw(oid: string): asn1js.BaseBlock {
-  let der = oidDer.get(oid);
-  if (!der) {
-    der = new Uint8Array(new asn1js.ObjectIdentifier({ value: oid }).toBER(false));
-    oidDer.set(oid, der);
-  }
-  return raw(der);
-}
 
 function encodeValue(attr: SubjectAttribute): asn1js.BaseBlock {
   switch (subjectAttributes[attr.type].encoding) {
@@ -173,12 +164,29 @@ function encodeValue(attr: SubjectAttribute): asn1js.BaseBlock {
   }
 }
 
+/**
+ * Recently encoded RDNs: the same country and organization recur across many certificates, so
+ * their asn1js encoding is reused (bounded, oldest evicted first).
+ */
+const rdnCache = new Map<string, Uint8Array>();
+const RDN_CACHE_SIZE = 4096;
+
+function encodeRdn(attr: SubjectAttribute): Uint8Array {
+  const key = `${attr.type}\u0000${attr.value}`;
+  let bytes = rdnCache.get(key);
+  if (!bytes) {
+    bytes = new Uint8Array(new asn1js.Set({
+      value: [new asn1js.Sequence({ value: [oidBlock(subjectAttributes[attr.type].oid), encodeValue(attr)] })],
+    }).toBER(false));
+    if (rdnCache.size >= RDN_CACHE_SIZE) rdnCache.delete(rdnCache.keys().next().value!);
+    rdnCache.set(key, bytes);
+  }
+  return bytes;
+}
+
 /** DER Name of a (checked) subject: one attribute per RDN, in the order given. */
 export function encodeName(subject: Subject): Uint8Array {
-  const rdns = subject.map((attr) => new asn1js.Set({
-    value: [new asn1js.Sequence({ value: [oidRaw(subjectAttributes[attr.type].oid), encodeValue(attr)] })],
-  }));
-  return new Uint8Array(new asn1js.Sequence({ value: rdns }).toBER(false));
+  return new Uint8Array(new asn1js.Sequence({ value: subject.map((attr) => raw(encodeRdn(attr))) }).toBER(false));
 }
 
 /** A subject read from a CSR (pkijs RelativeDistinguishedNames). Unknown attribute types are refused. */
