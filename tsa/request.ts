@@ -86,8 +86,23 @@ const UNIVERSAL_OCTET_STRING = 4;
 const UNIVERSAL_NULL = 5;
 
 export function parseTimeStampQuery(der: Uint8Array, acceptedHashes: ReadonlySet<TsaHashName>): ParsedQuery {
+  try {
+    return readQuery(der, acceptedHashes);
+  } catch (e) {
+    if (e instanceof YinxinError) throw e;
+    throw new YinxinError('malformed-der', 'the time-stamp query is not a valid TimeStampReq', undefined, { cause: e });
+  }
+}
+
+function readQuery(der: Uint8Array, acceptedHashes: ReadonlySet<TsaHashName>): ParsedQuery {
   if (der.length === 0) throw malformed('empty body');
-  const parsed = asn1js.fromBER(der);
+  let parsed: ReturnType<typeof asn1js.fromBER>;
+  try {
+    parsed = asn1js.fromBER(der);
+  } catch {
+    // asn1js throws (rather than reporting) on some malformed values, e.g. a GeneralizedTime that is not a date.
+    throw malformed('undecodable');
+  }
   if (parsed.offset === -1) throw malformed(parsed.result.error || 'undecodable');
   if (parsed.offset !== der.length) throw malformed('trailing bytes after the structure');
   const root = parsed.result;
