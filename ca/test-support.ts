@@ -3,7 +3,12 @@
  * (serialized synchronous transactions, all-or-nothing, ordered array keys) and an AuditLog
  * that keeps records in a table through the caller's transaction. Not used by the appliance.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { toPem } from '../common/pem.ts';
 import type { AuditInput, AuditLog, AuditRecord } from '../audit/types.ts';
 import type { Clock } from '../common/clock.ts';
 import type { Key, RangeOptions, Store, Table, Tx } from '../store/store.ts';
@@ -138,5 +143,24 @@ export class TableAuditLog implements AuditLog {
       if (options.limit && out.length >= options.limit) break;
     }
     return out;
+  }
+}
+
+/**
+ * A PKCS#12 builder for tests until ca/pkcs12.ts lands: `openssl pkcs12 -export` (AES-256 PBES2),
+ * with the agreed buildPkcs12 signature.
+ */
+export function opensslPkcs12(input: { privateKeyPkcs8: Uint8Array; certificate: Uint8Array; chain: Uint8Array[]; password: string; friendlyName?: string }): Uint8Array {
+  const dir = mkdtempSync(join(tmpdir(), 'yinxin-p12-'));
+  try {
+    writeFileSync(join(dir, 'key.pem'), toPem(input.privateKeyPkcs8, 'PRIVATE KEY'));
+    writeFileSync(join(dir, 'cert.pem'), toPem(input.certificate, 'CERTIFICATE'));
+    writeFileSync(join(dir, 'chain.pem'), input.chain.map((c) => toPem(c, 'CERTIFICATE')).join(''));
+    execFileSync('openssl', ['pkcs12', '-export', '-inkey', join(dir, 'key.pem'), '-in', join(dir, 'cert.pem'), '-certfile', join(dir, 'chain.pem'),
+      '-name', input.friendlyName ?? 'key', '-passout', 'env:P12PASS', '-keypbe', 'AES-256-CBC', '-certpbe', 'AES-256-CBC', '-out', join(dir, 'out.p12')],
+    { env: { ...process.env, P12PASS: input.password }, stdio: ['ignore', 'ignore', 'pipe'] });
+    return new Uint8Array(readFileSync(join(dir, 'out.p12')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
