@@ -125,8 +125,12 @@ function fail(message: string): YinxinError {
   return new YinxinError('bad-signature', `the time-stamp token does not verify: ${message}`);
 }
 
+const attributeNames: Record<string, string> = {
+  '2.5.4.3': 'CN', '2.5.4.5': 'serialNumber', '2.5.4.6': 'C', '2.5.4.7': 'L', '2.5.4.8': 'ST', '2.5.4.10': 'O', '2.5.4.11': 'OU',
+};
+
 function nameText(name: pkijs.RelativeDistinguishedNames): string {
-  return name.typesAndValues.map((tv) => `${tv.type}=${tv.value.valueBlock.value}`).join(',');
+  return name.typesAndValues.map((tv) => `${attributeNames[tv.type] ?? tv.type}=${tv.value.valueBlock.value}`).join(',');
 }
 
 /** The node:crypto hash for a CMS signatureAlgorithm / digestAlgorithm pair, or null for Ed25519. */
