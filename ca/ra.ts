@@ -29,7 +29,7 @@ export const KEY_ARCHIVE_LABEL = 'ca/key-archive';
 export type Pkcs12Builder = (input: { privateKeyPkcs8: Uint8Array; certificate: Uint8Array; chain: Uint8Array[]; password: string; friendlyName?: string }) => Uint8Array;
 
 export type KeyRequest =
-  | { source: 'csr'; publicKeyInfo: Uint8Array }
+  | { source: 'csr'; publicKeyInfo: Uint8Array; /** As read and checked at submission (spares re-parsing at issuance). */ kind?: PublicKeyKind; keyIdentifier?: Uint8Array }
   | { source: 'generate'; spec: KeySpec };
 
 export interface CertificateRequestRecord {
@@ -182,7 +182,7 @@ export class RegistrationAuthority {
     const parsed = await parseCsr(csr!);
     const spki = readSubjectPublicKey(parsed.publicKeyInfo);
     checkKeyAllowed(profile, spki.kind);
-    return { key: { source: 'csr', publicKeyInfo: parsed.publicKeyInfo }, parsed };
+    return { key: { source: 'csr', publicKeyInfo: parsed.publicKeyInfo, kind: spki.kind, keyIdentifier: spki.keyIdentifier }, parsed };
   }
 
   /** Checks everything a request says and stores it, pending approval. Bad input stores nothing. */
@@ -332,12 +332,14 @@ export class RegistrationAuthority {
   async #prepare(r: CertificateRequestRecord, profileName: string, key: KeyRequest): Promise<{ prepared: PreparedCertificate; pkcs8?: Uint8Array }> {
     let spki: Uint8Array;
     let pkcs8: Uint8Array | undefined;
+    let checkedKey: SubjectPublicKey;
     if (key.source === 'generate') {
       ({ spki, pkcs8 } = generateSoftwareKey(key.spec));
+      checkedKey = readSubjectPublicKey(spki);
     } else {
       spki = key.publicKeyInfo;
+      checkedKey = key.kind && key.keyIdentifier ? { kind: key.kind, der: spki, keyIdentifier: key.keyIdentifier } : readSubjectPublicKey(spki);
     }
-    const checkedKey: SubjectPublicKey = readSubjectPublicKey(spki);
     const prepared = await this.#ca.prepare({ ca: r.ca, profile: profileName, subject: r.subject, san: r.san, publicKeyInfo: spki, requestId: r.id, checkedKey });
     return pkcs8 ? { prepared, pkcs8 } : { prepared };
   }
