@@ -70,12 +70,12 @@ const der = (block: asn1js.BaseBlock) => new Uint8Array(block.toBER(false));
  */
 export class EncodedDer extends asn1js.RawData {
   override toBER(sizeOnly?: boolean, writer?: { write(buf: ArrayBuffer | Uint8Array): void }): ArrayBuffer {
-    const bytes = super.toBER(sizeOnly);
     if (writer) {
-      writer.write(bytes);
+      // The writer copies what it is given: no need for RawData's own defensive copy first.
+      writer.write(this.dataView);
       return new ArrayBuffer(0);
     }
-    return bytes;
+    return super.toBER(sizeOnly);
   }
 }
 
