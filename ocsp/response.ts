@@ -1,0 +1,150 @@
+/**
+ * Writing signed OCSP responses (RFC 6960 s4.2.1, RFC 5019 s2.2):
+ *
+ *   OCSPResponse      ::= SEQUENCE { responseStatus ENUMERATED, responseBytes [0] EXPLICIT ResponseBytes }
+ *   ResponseBytes     ::= SEQUENCE { responseType OID (id-pkix-ocsp-basic), response OCTET STRING }
+ *   BasicOCSPResponse ::= SEQUENCE { tbsResponseData ResponseData, signatureAlgorithm, signature BIT STRING,
+ *                                    certs [0] EXPLICIT SEQUENCE OF Certificate }
+ *   ResponseData      ::= SEQUENCE { responderID [2] EXPLICIT KeyHash, producedAt GeneralizedTime,
+ *                                    responses SEQUENCE OF SingleResponse, responseExtensions [1] EXPLICIT Extensions OPTIONAL }
+ *   SingleResponse    ::= SEQUENCE { certID, certStatus, thisUpdate, nextUpdate [0] EXPLICIT GeneralizedTime }
+ *   CertStatus        ::= CHOICE { good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo, unknown [2] IMPLICIT NULL }
+ *   RevokedInfo       ::= SEQUENCE { revocationTime GeneralizedTime, revocationReason [0] EXPLICIT CRLReason OPTIONAL }
+ *
+ * What is the same in every response of one signer (the responderID, the signature algorithm, the
+ * certs field holding the responder certificate, the ResponseBytes OID) is encoded once with
+ * asn1js; per response only the variable parts are, and they are joined as pre-encoded blocks.
+ */
+import { createHash } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import { oidBlock, raw } from '../ca/certificate.ts';
+import { signatureAlgorithmDer } from '../hsm/algorithms.ts';
+import type { Signer } from '../hsm/signer.ts';
+import { OCSP_OID } from './request.ts';
+
+export type SingleStatus =
+  | { status: 'good' }
+  | { status: 'revoked'; revokedAt: Date; reason?: number }
+  | { status: 'unknown' };
+
+export interface SingleResponseInput {
+  certIdDer: Uint8Array;
+  status: SingleStatus;
+}
+
+export interface ResponseInput {
+  responses: SingleResponseInput[];
+  producedAt: Date;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  /** The request's nonce Extension, echoed (RFC 8954). */
+  nonceExtension?: Uint8Array;
+  /** Adds id-pkix-ocsp-extended-revoke (RFC 6960 s2.2) to responseExtensions. */
+  extendedRevoke?: boolean;
+}
+
+/** An OCSP signing identity: the key and the certificate relying parties check it with. */
+export interface OcspSigner {
+  signer: Signer;
+  /** DER certificate of the responder (a delegated OCSP signer, or the issuer itself). */
+  certificate: Uint8Array;
+}
+
+const der = (block: asn1js.BaseBlock) => new Uint8Array(block.toBER(false));
+const context = (tagNumber: number, value: asn1js.BaseBlock[]) => new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber }, value });
+
+/** The subject and SubjectPublicKeyInfo of a DER certificate, read with asn1js. */
+export function certificateParts(certificate: Uint8Array): { subjectDer: Uint8Array; spkiDer: Uint8Array; publicKeyBits: Uint8Array } {
+  const decoded = asn1js.fromBER(certificate);
+  const cert = decoded.result as asn1js.Sequence;
+  const tbs = cert.valueBlock?.value?.[0] as asn1js.Sequence | undefined;
+  if (decoded.offset === -1 || !(tbs instanceof asn1js.Sequence)) throw new Error('not a certificate');
+  const fields = tbs.valueBlock.value;
+  const offset = fields[0].idBlock.tagClass === 3 ? 1 : 0;
+  const subject = fields[offset + 4];
+  const spki = fields[offset + 5] as asn1js.Sequence;
+  const bits = spki.valueBlock.value[1] as asn1js.BitString;
+  return {
+    subjectDer: new Uint8Array(subject.valueBeforeDecodeView),
+    spkiDer: new Uint8Array(spki.valueBeforeDecodeView),
+    publicKeyBits: new Uint8Array(bits.valueBlock.valueHexView),
+  };
+}
+
+const generalizedTimeCache = new Map<number, Uint8Array>();
+/** GeneralizedTime without fractions (RFC 5280 s4.1.2.5.2), memoized: responses share their seconds. */
+function generalizedTime(d: Date): Uint8Array {
+  const ms = Math.floor(d.getTime() / 1000) * 1000;
+  let bytes = generalizedTimeCache.get(ms);
+  if (!bytes) {
+    if (generalizedTimeCache.size > 4096) generalizedTimeCache.clear();
+    bytes = der(new asn1js.GeneralizedTime({ valueDate: new Date(ms) }));
+    generalizedTimeCache.set(ms, bytes);
+  }
+  return bytes;
+}
+
+const GOOD = der(new asn1js.Primitive({ idBlock: { tagClass: 3, tagNumber: 0 } }));
+const UNKNOWN = der(new asn1js.Primitive({ idBlock: { tagClass: 3, tagNumber: 2 } }));
+const SUCCESSFUL = der(new asn1js.Enumerated({ value: 0 }));
+
+function certStatus(s: SingleStatus): Uint8Array {
+  if (s.status === 'good') return GOOD;
+  if (s.status === 'unknown') return UNKNOWN;
+  const fields: asn1js.BaseBlock[] = [raw(generalizedTime(s.revokedAt))];
+  if (s.reason !== undefined) fields.push(context(0, [new asn1js.Enumerated({ value: s.reason })]));
+  return der(context(1, fields));
+}
+
+/** id-pkix-ocsp-extended-revoke: Extension { extnID, extnValue OCTET STRING (NULL) } (s4.4.8). */
+const EXTENDED_REVOKE_EXTENSION = der(new asn1js.Sequence({
+  value: [new asn1js.ObjectIdentifier({ value: OCSP_OID.extendedRevoke }), new asn1js.OctetString({ valueHex: der(new asn1js.Null()) })],
+}));
+
+export class ResponseWriter {
+  readonly signer: Signer;
+  readonly certificate: Uint8Array;
+  /** SHA-1 of the responder's public key bits: its ResponderID byKey (s4.2.2.3). */
+  readonly responderKeyHash: Uint8Array;
+  readonly #responderId: Uint8Array;
+  readonly #signatureAlgorithm: Uint8Array;
+  readonly #certs: Uint8Array;
+  readonly #responseType: Uint8Array;
+
+  constructor(identity: OcspSigner) {
+    this.signer = identity.signer;
+    this.certificate = identity.certificate;
+    const { publicKeyBits } = certificateParts(identity.certificate);
+    this.responderKeyHash = new Uint8Array(createHash('sha1').update(publicKeyBits).digest());
+    // ResponderID byKey: identified by key, never by name, since sub-CAs may share a subject.
+    this.#responderId = der(context(2, [new asn1js.OctetString({ valueHex: this.responderKeyHash })]));
+    this.#signatureAlgorithm = signatureAlgorithmDer(identity.signer.scheme);
+    this.#certs = der(context(0, [new asn1js.Sequence({ value: [raw(identity.certificate)] })]));
+    this.#responseType = der(oidBlock(OCSP_OID.basic));
+  }
+
+  /** The DER OCSPResponse (status successful) for these answers, signed (one HSM call). */
+  async write(input: ResponseInput): Promise<Uint8Array> {
+    const thisUpdate = generalizedTime(input.thisUpdate);
+    const nextUpdate = der(context(0, [raw(generalizedTime(input.nextUpdate))]));
+    const singles = input.responses.map((r) => raw(der(new asn1js.Sequence({
+      value: [raw(r.certIdDer), raw(certStatus(r.status)), raw(thisUpdate), raw(nextUpdate)],
+    }))));
+    const fields: asn1js.BaseBlock[] = [raw(this.#responderId), raw(generalizedTime(input.producedAt)), new asn1js.Sequence({ value: singles })];
+    const extensions: asn1js.BaseBlock[] = [];
+    if (input.nonceExtension) extensions.push(raw(input.nonceExtension));
+    if (input.extendedRevoke) extensions.push(raw(EXTENDED_REVOKE_EXTENSION));
+    if (extensions.length) fields.push(context(1, [new asn1js.Sequence({ value: extensions })]));
+    const tbs = der(new asn1js.Sequence({ value: fields }));
+    const signature = await this.signer.sign(tbs, this.signer.scheme);
+    const basic = der(new asn1js.Sequence({
+      value: [raw(tbs), raw(this.#signatureAlgorithm), new asn1js.BitString({ valueHex: signature, unusedBits: 0 }), raw(this.#certs)],
+    }));
+    return der(new asn1js.Sequence({
+      value: [
+        raw(SUCCESSFUL),
+        context(0, [new asn1js.Sequence({ value: [raw(this.#responseType), new asn1js.OctetString({ valueHex: basic })] })]),
+      ],
+    }));
+  }
+}
