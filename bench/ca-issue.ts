@@ -36,12 +36,15 @@ async function openStore(): Promise<{ store: Store; kind: string }> {
   return { store: new MemoryStore(), kind: 'in-memory (store/lmdb.ts not present yet)' };
 }
 
+/** SoftHSM2 token as the appliance makes it (appliance/context.ts): hsm/softhsm.ts + hsm/pkcs11.ts. */
 async function openKeys(): Promise<{ keys: KeyStore; kind: string }> {
-  const path = join(root, 'hsm/pkcs11.ts');
-  if (existsSync(path)) {
-    const mod = await import(path) as Record<string, (...args: unknown[]) => Promise<unknown>>;
-    const token = await mod.prepareSoftHsmToken({ directory: join(dir, 'softhsm'), label: 'bench', pin: '1234', soPin: '5678' }) as Record<string, unknown>;
-    const keys = await mod.openPkcs11KeyStore({ ...token, pin: '1234' }) as KeyStore;
+  const pkcs11 = join(root, 'hsm/pkcs11.ts');
+  const softhsm = join(root, 'hsm/softhsm.ts');
+  if (existsSync(pkcs11) && existsSync(softhsm)) {
+    const { prepareSoftHsmToken } = await import(softhsm) as { prepareSoftHsmToken(o: { dir: string; pin: string; soPin: string; label: string }): Promise<unknown> };
+    const { openPkcs11KeyStore } = await import(pkcs11) as { openPkcs11KeyStore(o: { module: string; slot?: number; tokenLabel: string; pin: string }): Promise<KeyStore> };
+    await prepareSoftHsmToken({ dir: join(dir, 'hsm'), pin: '1234', soPin: '5678', label: 'bench' });
+    const keys = await openPkcs11KeyStore({ module: process.env.YINXIN_PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'bench', pin: '1234' });
     return { keys, kind: 'SoftHSM2 via PKCS#11 (hsm/pkcs11.ts)' };
   }
   return { keys: new SoftwareKeyStore(), kind: 'node:crypto software keys (hsm/pkcs11.ts not present yet)' };
