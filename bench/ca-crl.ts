@@ -26,7 +26,7 @@ try {
   const signer = await keys.generateKeyPair('bench-ca', { type: 'ec', curve: 'P-256' });
   // A CA certificate carrying the signer's public key (signed by a throwaway key: openssl only needs the public key).
   writeFileSync(join(dir, 'ca.pub'), toPem(signer.publicKeyInfo, 'PUBLIC KEY'));
-  writeFileSync(join(dir, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
+  writeFileSync(join(dir, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=none\n');
   sh('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'throwaway.key']);
   sh('openssl', ['x509', '-new', '-subj', '/C=CN/O=Yinxin Bench/CN=Bench CA', '-key', 'throwaway.key', '-force_pubkey', 'ca.pub', '-days', '30', '-extfile', 'ca.ext', '-out', 'ca.pem']);
   const caCert = pkijs.Certificate.fromBER(execFileSync('openssl', ['x509', '-in', 'ca.pem', '-outform', 'DER'], { cwd: dir }));

@@ -62,6 +62,12 @@ export interface CrlParameters {
   /** Makes this a delta CRL relative to the complete CRL with this number (s5.2.4). */
   baseCrlNumber?: bigint;
   issuingDistributionPoint?: { uri: string; onlyContainsUserCerts?: boolean; onlyContainsAttributeCerts?: boolean };
+  /**
+   * Addition to the agreed API: the Freshest CRL extension (s5.2.6, non-critical) of a complete
+   * CRL, where its delta CRLs are published. Relying parties (openssl -use_deltas among them)
+   * only apply delta CRLs to a complete CRL that carries it. Not allowed in a delta CRL.
+   */
+  freshestCrlUri?: string;
   entries: Iterable<CrlEntry>;
 }
 
@@ -69,6 +75,7 @@ const OID_AUTHORITY_KEY_IDENTIFIER = '2.5.29.35';
 const OID_CRL_NUMBER = '2.5.29.20';
 const OID_DELTA_CRL_INDICATOR = '2.5.29.27';
 const OID_ISSUING_DISTRIBUTION_POINT = '2.5.29.28';
+const OID_FRESHEST_CRL = '2.5.29.46';
 const OID_REASON_CODE = '2.5.29.21';
 const OID_INVALIDITY_DATE = '2.5.29.24';
 
@@ -205,9 +212,7 @@ export async function encodeCrl(params: CrlParameters): Promise<Uint8Array> {
   }
   if (params.issuingDistributionPoint) {
     const idp = params.issuingDistributionPoint;
-    if (typeof idp.uri !== 'string' || !/^[a-z][a-z0-9+.-]*:\S+$/i.test(idp.uri) || /[^\x21-\x7e]/.test(idp.uri)) {
-      throw invalid(`issuingDistributionPoint.uri '${idp.uri}' is not an ASCII URI`);
-    }
+    checkUri(idp.uri, 'issuingDistributionPoint.uri');
     if (idp.onlyContainsUserCerts && idp.onlyContainsAttributeCerts) {
       throw invalid('a CRL cannot be limited to both user and attribute certificates (RFC 5280 s5.2.5)');
     }
@@ -215,6 +220,14 @@ export async function encodeCrl(params: CrlParameters): Promise<Uint8Array> {
       distributionPoint: [new pkijs.GeneralName({ type: 6, value: idp.uri })],
       onlyContainsUserCerts: idp.onlyContainsUserCerts === true,
       onlyContainsAttributeCerts: idp.onlyContainsAttributeCerts === true,
+    })));
+  }
+
+  if (params.freshestCrlUri !== undefined) {
+    if (isDelta) throw invalid('a delta CRL cannot carry a Freshest CRL extension (RFC 5280 s5.2.6)');
+    checkUri(params.freshestCrlUri, 'freshestCrlUri');
+    extensions.push(extension(OID_FRESHEST_CRL, false, new pkijs.CRLDistributionPoints({
+      distributionPoints: [new pkijs.DistributionPoint({ distributionPoint: [new pkijs.GeneralName({ type: 6, value: params.freshestCrlUri })] })],
     })));
   }
 
@@ -241,6 +254,12 @@ export async function encodeCrl(params: CrlParameters): Promise<Uint8Array> {
   return ber(new asn1js.Sequence({
     value: [raw(tbsCertList), raw(signatureAlgorithm), new asn1js.BitString({ valueHex: signature })],
   }));
+}
+
+function checkUri(uri: unknown, what: string): void {
+  if (typeof uri !== 'string' || !/^[a-z][a-z0-9+.-]*:\S+$/i.test(uri) || /[^\x21-\x7e]/.test(uri)) {
+    throw invalid(`${what} '${String(uri)}' is not an ASCII URI`);
+  }
 }
 
 function checkDer(der: Uint8Array, what: string): void {
