@@ -122,7 +122,7 @@ function checkKeyMatchesCertificate(privateKeyPkcs8: Uint8Array, certificate: Ui
   }
 }
 
-/** No 0/O/o, 1/l/I/i: read aloud or copied by hand without confusion. 54 symbols, ~5.75 bits each. */
+/** No 0/O/o, 1/l/I/i: read aloud or copied by hand without confusion. 55 symbols, ~5.78 bits each. */
 const OTP_ALPHABET = '23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz';
 
 /** A one-time password from the CSPRNG (crypto.randomInt: uniform), 16 symbols (~92 bits) by default. */
