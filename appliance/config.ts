@@ -8,6 +8,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { YinxinError } from '../common/errors.ts';
 
 export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+/** A UUID-derived OID (X.667 2.25 arc): ours without registering an arc; replace with the agency's own. */
+export const DEFAULT_TSA_POLICY = '2.25.238463219418230195361806478227375470041.10';
 
 export interface Config {
   dataDir: string;
@@ -35,6 +37,16 @@ export interface Config {
   };
   /** Lifetime of an operator's API session, seconds. */
   sessionTtlSeconds: number;
+  tsa: {
+    /** TSA policy OID put in TSTInfo when the request names none. */
+    policy: string;
+    /** Further policy OIDs a request may ask for. */
+    acceptedPolicies: string[];
+    /** genTime precision in milliseconds (1000 = whole seconds; 1, 10, 100 for sub-second). */
+    precisionMs: number;
+    /** How the TSA learns the clock is synchronised: none, chrony, timedatectl or file:<path> (docs/tsa-time.md). */
+    timeSyncCheck: string;
+  };
   /** Where the configuration came from, for `yinxin status`. */
   sources: string[];
 }
@@ -48,6 +60,7 @@ interface FileConfig {
   dataDir?: string; host?: string; httpPort?: number; httpsPort?: number; publicUrl?: string; httpsUrl?: string;
   logLevel?: string; bodyLimit?: number; trustProxy?: boolean; sessionTtlSeconds?: number;
   pkcs11?: { module?: string; slot?: number; tokenLabel?: string; pin?: string };
+  tsa?: { policy?: string; acceptedPolicies?: string[]; precisionMs?: number; timeSyncCheck?: string };
 }
 
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
@@ -128,6 +141,17 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const embedded = module === DEFAULT_PKCS11_MODULE || /libsofthsm2\.so$/.test(module);
   if (!embedded && pin === undefined) problems.push(`YINXIN_PKCS11_PIN: required with an external PKCS#11 module (${module})`);
 
+  const oid = /^[0-2](\.(0|[1-9]\d*))+$/;
+  const tsaPolicy = str('YINXIN_TSA_POLICY', file.tsa?.policy, DEFAULT_TSA_POLICY);
+  if (!oid.test(tsaPolicy)) problems.push(`YINXIN_TSA_POLICY: '${tsaPolicy}' is not an OID`);
+  const acceptedRaw = env.YINXIN_TSA_ACCEPTED_POLICIES ?? file.tsa?.acceptedPolicies?.join(',') ?? '';
+  const acceptedPolicies = acceptedRaw.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const p of acceptedPolicies) if (!oid.test(p)) problems.push(`YINXIN_TSA_ACCEPTED_POLICIES: '${p}' is not an OID`);
+  const precisionMs = int('YINXIN_TSA_PRECISION_MS', file.tsa?.precisionMs, 1000, 1, 1000, 'a precision in milliseconds');
+  if (![1, 10, 100, 1000].includes(precisionMs)) problems.push(`YINXIN_TSA_PRECISION_MS: must be 1, 10, 100 or 1000`);
+  const timeSyncCheck = str('YINXIN_TIME_SYNC_CHECK', file.tsa?.timeSyncCheck, 'none');
+  if (!/^(none|chrony|timedatectl|file:.+)$/.test(timeSyncCheck)) problems.push(`YINXIN_TIME_SYNC_CHECK: '${timeSyncCheck}' is not none, chrony, timedatectl or file:<path>`);
+
   if (problems.length > 0) {
     throw new YinxinError('config-invalid', `invalid configuration:\n  - ${problems.join('\n  - ')}`, { problems });
   }
@@ -135,6 +159,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     dataDir, host, httpPort, httpsPort, publicUrl, httpsUrl,
     logLevel: logLevel as Config['logLevel'], bodyLimit, trustProxy, sessionTtlSeconds,
     pkcs11: { module, slot, tokenLabel, pin, embedded },
+    tsa: { policy: tsaPolicy, acceptedPolicies, precisionMs, timeSyncCheck },
     sources,
   };
 }

@@ -20,6 +20,8 @@ import type { Config } from './config.ts';
 import { acquireInstanceLock, type InstanceLock } from './lock.ts';
 import { MetricsRegistry } from './metrics.ts';
 import { dataPaths } from './paths.ts';
+import { openServices, type Services } from './services.ts';
+import { tsaMetrics } from '../tsa/index.ts';
 
 export const AUDIT_KEY_LABEL = 'audit/checkpoint';
 
@@ -34,6 +36,7 @@ export interface Appliance {
   metrics: MetricsRegistry;
   /** Set on the very first start only: shown once, never stored in clear. */
   bootstrapAdmin: { username: string; password: string } | null;
+  services: Services;
   close(): Promise<void>;
 }
 
@@ -77,10 +80,11 @@ export async function openAppliance(config: Config, o: OpenOptions): Promise<App
     metrics.gauge('yinxin_store_entries', 'Entries per store table', () =>
       Object.entries(store.stats().entries).map(([table, value]) => ({ labels: { table }, value })));
 
-    return {
-      config, logger: log, clock, store, keys, audit, operators, metrics, bootstrapAdmin,
-      close: closeAll,
-    };
+    const core = { config, logger: log, clock, store, keys, audit, operators, metrics, bootstrapAdmin, close: closeAll };
+    const services = await openServices(core);
+    opened.push(() => services.stop());
+    tsaMetrics(metrics, services.tsa);
+    return { ...core, services };
   } catch (e) {
     await closeAll();
     throw e;

@@ -12,6 +12,7 @@ import { openAppliance, type Appliance } from './context.ts';
 import { dataPaths } from './paths.ts';
 import { systemRoutes } from './system-routes.ts';
 import { ensureTlsMaterial } from './tls.ts';
+import { tsaRoutes } from '../tsa/index.ts';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -37,7 +38,14 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
     { name: 'clock', check: async () => ({ ok: true, detail: appliance.clock.now().toISOString() }) },
   ];
   const common = { logger, metrics: appliance.metrics, bodyLimit: config.bodyLimit, trustProxy: config.trustProxy, health };
-  const http = await buildPublicApp({ ...common, plugins: [] });
+  const { services } = appliance;
+  health.push({ name: 'time', check: async () => {
+    const state = services.timeGuard.state();
+    return { ok: state.trusted, detail: state.trusted ? `trusted (synchronised: ${state.synchronised})` : `not trusted: ${state.reason}` };
+  } });
+  const http = await buildPublicApp({ ...common, plugins: [
+    async (app) => { await app.register(tsaRoutes, { authority: services.tsa }); },
+  ] });
   const https = await buildSecureApp({
     ...common,
     https: tls,
@@ -54,7 +62,7 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
 export async function startAppliance(config: Config, logger: Logger = createLogger(config)): Promise<RunningAppliance> {
   const appliance = await openAppliance(config, { logger });
   try {
-    const tls = await ensureTlsMaterial(dataPaths(config.dataDir).tls, tlsNames(config));
+    const tls = await ensureTlsMaterial(dataPaths(config.dataDir).tls, tlsNames(config), appliance.services.tlsIssuer);
     const { http, https } = await buildApps(appliance, { key: tls.key, cert: tls.cert });
     await http.listen({ host: config.host, port: config.httpPort });
     await https.listen({ host: config.host, port: config.httpsPort });
