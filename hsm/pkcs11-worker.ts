@@ -1,0 +1,51 @@
+/**
+ * A signing thread of the PKCS#11 key store (see the dispatch policy in pkcs11.ts). It shares
+ * the process's PKCS#11 module (C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED, and the
+ * login of the main thread's session covers every session of the process, PKCS#11 s6.7.1),
+ * opens one session of its own, and signs batches synchronously: C_SignInit + C_Sign both run
+ * here, which matters because C_SignInit of a token key costs SoftHSM as much as the signature.
+ */
+import { createHash } from 'node:crypto';
+import { parentPort, workerData } from 'node:worker_threads';
+import * as graphene from 'graphene-pk11';
+import pkcs11js from 'pkcs11js';
+import type { Mechanism } from 'pkcs11js';
+
+export interface WorkerInit { modulePath: string; slot: Uint8Array }
+export interface SignJob {
+  id: number;
+  key: Uint8Array;
+  mechanism: Mechanism;
+  /** Hash the data first (node:crypto) and sign the digest: CKM_ECDSA takes a digest. */
+  prehash: string | null;
+  data: Uint8Array;
+}
+export type SignResult = { id: number; signature: Uint8Array } | { id: number; error: { message: string; code?: number } };
+
+const init = workerData as WorkerInit;
+const module = graphene.Module.load(init.modulePath);
+module.initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+const lib = module.lib;
+const session = lib.C_OpenSession(Buffer.from(init.slot), pkcs11js.CKF_SERIAL_SESSION);
+const out = Buffer.alloc(1024);
+
+parentPort!.on('message', (batch: SignJob[] | 'close') => {
+  if (batch === 'close') {
+    try { lib.C_CloseSession(session); } catch { /* token gone: nothing to close */ }
+    parentPort!.postMessage('closed');
+    return;
+  }
+  const results: SignResult[] = [];
+  for (const job of batch) {
+    try {
+      const data = job.prehash ? createHash(job.prehash).update(job.data).digest() : Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
+      lib.C_SignInit(session, job.mechanism, Buffer.from(job.key));
+      results.push({ id: job.id, signature: new Uint8Array(lib.C_Sign(session, data, out)) });
+    } catch (e) {
+      const code = e && typeof e === 'object' && 'code' in e && typeof e.code === 'number' ? e.code : undefined;
+      results.push({ id: job.id, error: { message: e instanceof Error ? e.message.split('\n')[0] : String(e), code } });
+    }
+  }
+  parentPort!.postMessage(results);
+});
+parentPort!.postMessage('ready');

@@ -1,0 +1,732 @@
+/**
+ * The KeyStore over a PKCS#11 token (graphene-pk11 loads the module; the hot path calls its
+ * pkcs11js binding directly). Every private key is generated inside the token, sensitive and
+ * never extractable; this file only ever sees public halves, handles and signatures.
+ *
+ * Signing concurrency (measured with bench/hsm-sign.ts on 2 cores, SoftHSM 2.6):
+ *  - A PKCS#11 session runs one operation at a time (C_SignInit .. C_Sign), so every thread
+ *    that signs owns a session: the main thread has one, and each signing worker thread
+ *    (hsm/pkcs11-worker.ts) opens its own.
+ *  - pkcs11js' async C_Sign (libuv pool) was measured and rejected: C_SignInit stays on the
+ *    main thread, and for a token key it costs SoftHSM ~27 us of the ~48 us a signature takes,
+ *    so the main thread remained the bottleneck (about 1.1x with 4 sessions). A worker thread
+ *    does C_SignInit + C_Sign, and SoftHSM scales across threads of one process (1.75x on 2).
+ *  - Policy: ECDSA and Ed25519 (tens of microseconds) with nothing else outstanding are signed
+ *    synchronously inside sign(): no thread hop, so one caller gets the raw rate. When requests
+ *    are outstanding they queue, and a drain (setImmediate, so worker replies and I/O interleave)
+ *    hands each idle worker its share of the queue as one batch and signs the remaining share
+ *    on the main thread. RSA never signs on the main thread (RSA-4096 would block the event loop
+ *    for ~10 ms): it always goes to a worker, waiting in the queue when all are busy.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import type { Mechanism, PKCS11, Template } from 'pkcs11js';
+import { YinxinError } from '../common/errors.ts';
+import { assertSchemeFitsKey, defaultScheme, describeKeySpec, ecdsaRawToDer, OID } from './algorithms.ts';
+import {
+  acquireModule, CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, ckr, firstLine, P, releaseModule, tokenLabelText, toYinxinError,
+  type LoadedModule,
+} from './pkcs11-module.ts';
+import type { SignJob, SignResult, WorkerInit } from './pkcs11-worker.ts';
+import type { KeyInfo, KeySpec, KeyStore, SignatureScheme, Signer } from './signer.ts';
+
+export interface Pkcs11Options {
+  /** Path of the PKCS#11 library (YINXIN_PKCS11_MODULE). */
+  module: string;
+  /** Slot ID, as pkcs11-tool and softhsm2-util print it (YINXIN_PKCS11_SLOT). */
+  slot?: number | string;
+  /** Token label (YINXIN_PKCS11_TOKEN); when neither slot nor label is given, the first initialized token. */
+  tokenLabel?: string;
+  /** User PIN (YINXIN_PKCS11_PIN). */
+  pin: string;
+  /** Signing worker threads, each with its own session; default the number of CPUs. 0 signs everything on the main thread. */
+  sessionPool?: number;
+}
+
+export interface Pkcs11KeyStore extends KeyStore {
+  /** The slot ID in use and the token's label. */
+  readonly slotId: number;
+  readonly tokenLabel: string;
+  /** Whether the module can generate Ed25519 keys (CKM_EC_EDWARDS_KEY_PAIR_GEN). */
+  readonly supportsEd25519: boolean;
+}
+
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
+
+/** PINs that logged in per module and slot: C_Login answers CKR_USER_ALREADY_LOGGED_IN without checking the PIN. */
+const loginDigests = new WeakMap<LoadedModule, Map<number, string>>();
+
+export async function openPkcs11KeyStore(options: Pkcs11Options): Promise<Pkcs11KeyStore> {
+  const loaded = acquireModule(options.module);
+  let session: Buffer | undefined;
+  try {
+    const { lib } = loaded;
+    const slot = selectSlot(lib, options);
+    const token = lib.C_GetTokenInfo(slot);
+    const tokenLabel = tokenLabelText(token.label);
+    const slotId = handleToNumber(slot);
+    if ((token.flags & P.CKF_TOKEN_INITIALIZED) === 0) {
+      throw new YinxinError('config-invalid', `the token in slot ${slotId} is not initialized: run \`yinxin init\` (or softhsm2-util --init-token) or point YINXIN_PKCS11_SLOT / YINXIN_PKCS11_TOKEN at an initialized token`);
+    }
+    if ((token.flags & P.CKF_USER_PIN_INITIALIZED) === 0) {
+      throw new YinxinError('config-invalid', `the token "${tokenLabel}" has no user PIN yet: initialize it (yinxin init) before use`);
+    }
+    session = lib.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    login(loaded, slotId, session, options.pin, tokenLabel);
+    const mechanisms = lib.C_GetMechanismList(slot);
+    const threads = options.sessionPool ?? availableParallelism();
+    return new Pkcs11Store(loaded, slot, slotId, tokenLabel, session, mechanisms.includes(CKM_EC_EDWARDS_KEY_PAIR_GEN), threads);
+  } catch (e) {
+    if (session) try { loaded.lib.C_CloseSession(session); } catch { /* the failure above is the one to report */ }
+    releaseModule(loaded);
+    throw toYinxinError(e, 'opening the key store');
+  }
+}
+
+function selectSlot(lib: PKCS11, options: Pkcs11Options): Buffer {
+  const slots = lib.C_GetSlotList(true);
+  const describe = () => slots.map((s) => `${handleToNumber(s)} "${tokenLabelText(lib.C_GetTokenInfo(s).label)}"`).join(', ') || 'none';
+  let candidates = slots;
+  if (options.slot !== undefined && options.slot !== '') {
+    const wanted = Number(options.slot);
+    candidates = slots.filter((s) => handleToNumber(s) === wanted);
+    if (!candidates.length) {
+      throw new YinxinError('config-invalid', `no PKCS#11 slot with ID ${options.slot} holds a token: fix YINXIN_PKCS11_SLOT (slots with tokens: ${describe()})`);
+    }
+  }
+  if (options.tokenLabel) {
+    const byLabel = candidates.filter((s) => tokenLabelText(lib.C_GetTokenInfo(s).label) === options.tokenLabel);
+    if (!byLabel.length) {
+      throw new YinxinError('config-invalid', `no PKCS#11 token labelled "${options.tokenLabel}": fix YINXIN_PKCS11_TOKEN (tokens present: ${describe()})`);
+    }
+    return byLabel[0];
+  }
+  const initialized = candidates.find((s) => (lib.C_GetTokenInfo(s).flags & P.CKF_TOKEN_INITIALIZED) !== 0);
+  if (initialized) return initialized;
+  if (candidates.length) return candidates[0]; // reported as not initialized by the caller
+  throw new YinxinError('config-invalid', `the PKCS#11 module ${options.module} shows no token: initialize one (yinxin init) or set YINXIN_PKCS11_SLOT / YINXIN_PKCS11_TOKEN`);
+}
+
+function login(loaded: LoadedModule, slotId: number, session: Buffer, pin: string, tokenLabel: string): void {
+  const digest = createHash('sha256').update(`${slotId}\0${pin}`).digest('hex');
+  let digests = loginDigests.get(loaded);
+  if (!digests) loginDigests.set(loaded, (digests = new Map()));
+  try {
+    loaded.lib.C_Login(session, P.CKU_USER, pin);
+    digests.set(slotId, digest);
+  } catch (e) {
+    const c = ckr(e);
+    if (c === P.CKR_USER_ALREADY_LOGGED_IN) {
+      const known = digests.get(slotId);
+      if (known === undefined || known === digest) return;
+      throw new YinxinError('hsm-login-failed', `the token "${tokenLabel}" refused the PIN: check YINXIN_PKCS11_PIN`);
+    }
+    if (c === P.CKR_PIN_INCORRECT || c === P.CKR_PIN_LEN_RANGE || c === P.CKR_PIN_INVALID) {
+      throw new YinxinError('hsm-login-failed', `the token "${tokenLabel}" refused the PIN: check YINXIN_PKCS11_PIN`, undefined, { cause: e });
+    }
+    if (c === P.CKR_PIN_LOCKED) {
+      throw new YinxinError('hsm-login-failed', `the user PIN of the token "${tokenLabel}" is locked after too many wrong attempts: the security officer must reset it, then set YINXIN_PKCS11_PIN`, undefined, { cause: e });
+    }
+    throw toYinxinError(e, 'C_Login', tokenLabel);
+  }
+}
+
+function handleToNumber(handle: Buffer): number {
+  return handle.length >= 8 ? Number(handle.readBigUInt64LE(0)) : handle.readUInt32LE(0);
+}
+
+function ulong(value: Buffer): number {
+  return value.length >= 8 ? Number(value.readBigUInt64LE(0)) : value.readUInt32LE(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mechanisms
+
+interface SignMechanism {
+  mechanism: Mechanism;
+  prehash: string | null;
+  /** May be signed synchronously on the main thread (tens of microseconds). */
+  light: boolean;
+  ecdsa: boolean;
+}
+
+function pssMechanism(ckm: number, hashCkm: number, mgf: number, saltLen: number): Mechanism {
+  return { mechanism: ckm, parameter: { type: P.CK_PARAMS_RSA_PSS, hashAlg: hashCkm, mgf, saltLen } as Mechanism['parameter'] };
+}
+
+const signMechanisms: Record<SignatureScheme, SignMechanism> = {
+  // SoftHSM (like many HSMs) offers only the raw CKM_ECDSA: we hash, it signs the digest.
+  'ecdsa-sha256': { mechanism: { mechanism: P.CKM_ECDSA }, prehash: 'sha256', light: true, ecdsa: true },
+  'ecdsa-sha384': { mechanism: { mechanism: P.CKM_ECDSA }, prehash: 'sha384', light: true, ecdsa: true },
+  'ecdsa-sha512': { mechanism: { mechanism: P.CKM_ECDSA }, prehash: 'sha512', light: true, ecdsa: true },
+  'rsa-pkcs1-sha256': { mechanism: { mechanism: P.CKM_SHA256_RSA_PKCS }, prehash: null, light: false, ecdsa: false },
+  'rsa-pkcs1-sha384': { mechanism: { mechanism: P.CKM_SHA384_RSA_PKCS }, prehash: null, light: false, ecdsa: false },
+  'rsa-pkcs1-sha512': { mechanism: { mechanism: P.CKM_SHA512_RSA_PKCS }, prehash: null, light: false, ecdsa: false },
+  // RFC 4055 s3.1 / RFC 8017 s9.1: MGF1 with the message hash, salt as long as the hash.
+  'rsa-pss-sha256': { mechanism: pssMechanism(P.CKM_SHA256_RSA_PKCS_PSS, P.CKM_SHA256, P.CKG_MGF1_SHA256, 32), prehash: null, light: false, ecdsa: false },
+  'rsa-pss-sha384': { mechanism: pssMechanism(P.CKM_SHA384_RSA_PKCS_PSS, P.CKM_SHA384, P.CKG_MGF1_SHA384, 48), prehash: null, light: false, ecdsa: false },
+  'rsa-pss-sha512': { mechanism: pssMechanism(P.CKM_SHA512_RSA_PKCS_PSS, P.CKM_SHA512, P.CKG_MGF1_SHA512, 64), prehash: null, light: false, ecdsa: false },
+  // PKCS#11 v3.0 s2.3.14: CKM_EDDSA without parameters is pure Ed25519 (RFC 8032).
+  'ed25519': { mechanism: { mechanism: CKM_EDDSA }, prehash: null, light: true, ecdsa: false },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch of signatures over the main thread and the worker threads
+
+interface PendingSign {
+  key: Buffer;
+  how: SignMechanism;
+  data: Uint8Array;
+  label: string;
+  resolve: (signature: Uint8Array) => void;
+  reject: (error: unknown) => void;
+}
+
+interface SigningThread {
+  worker: Worker;
+  ready: boolean;
+  inFlight: Map<number, PendingSign>;
+}
+
+class SignDispatcher {
+  readonly #lib: PKCS11;
+  readonly #session: Buffer;
+  readonly #workerInit: WorkerInit;
+  readonly #threads: SigningThread[] = [];
+  readonly #maxThreads: number;
+  readonly #out = Buffer.alloc(1024);
+  #queue: PendingSign[] = [];
+  #inWorkers = 0;
+  #scheduled = false;
+  #nextId = 1;
+  #workerFailures = 0;
+  #closed = false;
+  signs = 0;
+  signErrors = 0;
+
+  constructor(lib: PKCS11, session: Buffer, workerInit: WorkerInit, maxThreads: number) {
+    this.#lib = lib;
+    this.#session = session;
+    this.#workerInit = workerInit;
+    this.#maxThreads = maxThreads;
+  }
+
+  sign(key: Buffer, how: SignMechanism, data: Uint8Array, label: string): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(closedError());
+    if (how.light && this.#queue.length === 0 && this.#inWorkers === 0) {
+      try {
+        return Promise.resolve(this.#signHere(key, how, data, label));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ key, how, data, label, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    setImmediate(() => this.#drain());
+  }
+
+  #usableThreads(): number {
+    return this.#workerFailures >= 3 ? 0 : this.#maxThreads;
+  }
+
+  #drain(): void {
+    this.#scheduled = false;
+    if (this.#closed || this.#queue.length === 0) return;
+    while (this.#threads.length < this.#usableThreads()) this.#startThread();
+    const idle = this.#threads.filter((t) => t.ready && t.inFlight.size === 0);
+    const queue = this.#queue;
+    this.#queue = [];
+    const heavy = queue.filter((p) => !p.how.light);
+    const light = queue.filter((p) => p.how.light);
+    const noWorkers = this.#threads.length === 0;
+    // Shares: each idle worker and (for light work) the main thread take an equal part.
+    const takers = idle.length + (light.length > 0 ? 1 : 0);
+    const share = takers ? Math.ceil(queue.length / takers) : 0;
+    const ordered = heavy.concat(light);
+    let next = 0;
+    for (const thread of idle) {
+      if (next >= ordered.length) break;
+      const part = ordered.slice(next, next + share);
+      next += part.length;
+      this.#send(thread, part);
+    }
+    for (const pending of ordered.slice(next)) {
+      if (pending.how.light || noWorkers) this.#settleHere(pending);
+      else this.#queue.push(pending); // RSA waits for a worker
+    }
+  }
+
+  #settleHere(p: PendingSign): void {
+    try {
+      p.resolve(this.#signHere(p.key, p.how, p.data, p.label));
+    } catch (e) {
+      p.reject(e);
+    }
+  }
+
+  #signHere(key: Buffer, how: SignMechanism, data: Uint8Array, label: string): Uint8Array {
+    const input = how.prehash ? createHash(how.prehash).update(data).digest() : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    let raw: Buffer;
+    try {
+      this.#lib.C_SignInit(this.#session, how.mechanism, key);
+      raw = this.#lib.C_Sign(this.#session, input, this.#out);
+    } catch (e) {
+      this.signErrors++;
+      throw toYinxinError(e, 'C_Sign', label);
+    }
+    this.signs++;
+    return how.ecdsa ? ecdsaRawToDer(raw) : new Uint8Array(raw);
+  }
+
+  #send(thread: SigningThread, batch: PendingSign[]): void {
+    const jobs: SignJob[] = batch.map((p) => {
+      const id = this.#nextId++;
+      thread.inFlight.set(id, p);
+      return { id, key: p.key, mechanism: p.how.mechanism, prehash: p.how.prehash, data: p.data };
+    });
+    this.#inWorkers += jobs.length;
+    thread.worker.ref();
+    thread.worker.postMessage(jobs);
+  }
+
+  #startThread(): void {
+    const worker = new Worker(new URL('./pkcs11-worker.ts', import.meta.url), { workerData: this.#workerInit });
+    const thread: SigningThread = { worker, ready: false, inFlight: new Map() };
+    worker.unref();
+    worker.on('message', (message: 'ready' | 'closed' | SignResult[]) => {
+      if (message === 'closed') return;
+      if (message === 'ready') {
+        thread.ready = true;
+      } else {
+        this.#inWorkers -= message.length;
+        for (const result of message) {
+          const pending = thread.inFlight.get(result.id);
+          thread.inFlight.delete(result.id);
+          if (!pending) continue;
+          if ('signature' in result) {
+            this.signs++;
+            pending.resolve(pending.how.ecdsa ? ecdsaRawToDer(result.signature) : result.signature);
+          } else {
+            this.signErrors++;
+            pending.reject(toYinxinError(result.error, 'C_Sign', pending.label));
+          }
+        }
+        if (thread.inFlight.size === 0) worker.unref();
+      }
+      if (this.#queue.length) this.#schedule();
+    });
+    worker.on('error', (e) => this.#threadFailed(thread, e));
+    worker.on('exit', (code) => { if (!this.#closed) this.#threadFailed(thread, new Error(`signing thread exited with code ${code}`)); });
+    this.#threads.push(thread);
+  }
+
+  #threadFailed(thread: SigningThread, e: unknown): void {
+    const index = this.#threads.indexOf(thread);
+    if (index < 0) return;
+    this.#threads.splice(index, 1);
+    this.#workerFailures++;
+    this.#inWorkers -= thread.inFlight.size;
+    for (const pending of thread.inFlight.values()) {
+      this.signErrors++;
+      pending.reject(new YinxinError('hsm-unavailable', `a PKCS#11 signing thread failed: ${firstLine(e)}`));
+    }
+    thread.inFlight.clear();
+    void thread.worker.terminate();
+    if (this.#queue.length) this.#schedule();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const pending of this.#queue) pending.reject(closedError());
+    this.#queue = [];
+    const threads = this.#threads.splice(0);
+    for (const t of threads) for (const pending of t.inFlight.values()) pending.reject(closedError());
+    // Each thread closes its session (other key stores of this process may keep the token open).
+    await Promise.all(threads.map(async (t) => {
+      if (t.ready) {
+        const closed = new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 1000);
+          t.worker.on('message', (m) => { if (m === 'closed') { clearTimeout(timer); resolve(); } });
+        });
+        t.worker.postMessage('close');
+        await closed;
+      }
+      await t.worker.terminate();
+    }));
+  }
+}
+
+function closedError(): YinxinError {
+  return new YinxinError('hsm-unavailable', 'the PKCS#11 key store is closed');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public keys
+
+function unwrapEcPoint(value: Buffer, expectedLengths: number[]): Uint8Array {
+  // CKA_EC_POINT is DER OCTET STRING (PKCS#11 v2.40 s2.3.3); some modules return the bare point.
+  if (value[0] === 0x04) {
+    const parsed = asn1js.fromBER(value);
+    if (parsed.offset === value.length && parsed.result instanceof asn1js.OctetString) {
+      const inner = new Uint8Array(parsed.result.valueBlock.valueHexView);
+      if (expectedLengths.includes(inner.length)) return inner;
+    }
+  }
+  return new Uint8Array(value);
+}
+
+function unsignedInteger(bytes: Buffer): asn1js.Integer {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  const trimmed = bytes.subarray(i);
+  return new asn1js.Integer({ valueHex: trimmed[0] & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed });
+}
+
+interface PublicHalf { spki: Uint8Array; subjectPublicKey: Uint8Array }
+
+function buildSpki(algorithm: pkijs.AlgorithmIdentifier, subjectPublicKey: Uint8Array): PublicHalf {
+  const info = new pkijs.PublicKeyInfo();
+  info.algorithm = algorithm;
+  info.subjectPublicKey = new asn1js.BitString({ valueHex: subjectPublicKey });
+  return { spki: new Uint8Array(info.toSchema().toBER(false)), subjectPublicKey };
+}
+
+const curveOids: Record<string, 'P-256' | 'P-384'> = { [OID.secp256r1]: 'P-256', [OID.secp384r1]: 'P-384' };
+const curveOidOf = { 'P-256': OID.secp256r1, 'P-384': OID.secp384r1 } as const;
+const pointLength = { 'P-256': 65, 'P-384': 97 } as const;
+
+function oidDer(oid: string): Buffer {
+  return Buffer.from(new asn1js.ObjectIdentifier({ value: oid }).toBER(false));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+
+interface FoundKey { priv: Buffer; pub: Buffer | null; spec: KeySpec; id: string }
+
+class Pkcs11Signer implements Signer {
+  readonly label: string;
+  readonly spec: KeySpec;
+  readonly publicKeyInfo: Uint8Array;
+  readonly scheme: SignatureScheme;
+  readonly #key: Buffer;
+  readonly #dispatcher: SignDispatcher;
+
+  constructor(label: string, spec: KeySpec, publicKeyInfo: Uint8Array, key: Buffer, dispatcher: SignDispatcher) {
+    this.label = label;
+    this.spec = spec;
+    this.publicKeyInfo = publicKeyInfo;
+    this.scheme = defaultScheme(spec);
+    this.#key = key;
+    this.#dispatcher = dispatcher;
+  }
+
+  sign(data: Uint8Array, scheme: SignatureScheme = this.scheme): Promise<Uint8Array> {
+    try {
+      assertSchemeFitsKey(scheme, this.spec);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#dispatcher.sign(this.#key, signMechanisms[scheme], data, this.label);
+  }
+}
+
+class Pkcs11Store implements Pkcs11KeyStore {
+  readonly slotId: number;
+  readonly tokenLabel: string;
+  readonly supportsEd25519: boolean;
+  readonly #loaded: LoadedModule;
+  readonly #lib: PKCS11;
+  readonly #slot: Buffer;
+  readonly #session: Buffer;
+  readonly #dispatcher: SignDispatcher;
+  #closed = false;
+
+  constructor(loaded: LoadedModule, slot: Buffer, slotId: number, tokenLabel: string, session: Buffer, ed25519: boolean, threads: number) {
+    this.#loaded = loaded;
+    this.#lib = loaded.lib;
+    this.#slot = slot;
+    this.slotId = slotId;
+    this.tokenLabel = tokenLabel;
+    this.#session = session;
+    this.supportsEd25519 = ed25519;
+    this.#dispatcher = new SignDispatcher(loaded.lib, session, { modulePath: loaded.path, slot: new Uint8Array(slot) }, threads);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw closedError();
+  }
+
+  /** Runs synchronous PKCS#11 calls on the main session, mapping failures to YinxinError. */
+  #call<T>(operation: string, subject: string | undefined, f: () => T): T {
+    this.#assertOpen();
+    try {
+      return f();
+    } catch (e) {
+      throw toYinxinError(e, operation, subject);
+    }
+  }
+
+  #find(template: Template, session: Buffer = this.#session): Buffer[] {
+    const lib = this.#lib;
+    lib.C_FindObjectsInit(session, template);
+    try {
+      const found: Buffer[] = [];
+      for (;;) {
+        const batch = lib.C_FindObjects(session, 64);
+        found.push(...batch);
+        if (batch.length < 64) return found;
+      }
+    } finally {
+      lib.C_FindObjectsFinal(session);
+    }
+  }
+
+  #attrs(object: Buffer, types: number[]): Map<number, Buffer> {
+    const result = this.#lib.C_GetAttributeValue(this.#session, object, types.map((type) => ({ type })));
+    return new Map(result.map((a) => [a.type, a.value]));
+  }
+
+  #findKey(label: string): FoundKey | null {
+    const [priv] = this.#find([{ type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY }, { type: P.CKA_LABEL, value: label }]);
+    if (!priv) return null;
+    const a = this.#attrs(priv, [P.CKA_KEY_TYPE, P.CKA_ID]);
+    const id = a.get(P.CKA_ID) ?? Buffer.alloc(0);
+    const pubs = this.#find([{ type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY }, { type: P.CKA_LABEL, value: label }]);
+    return { priv, pub: pubs[0] ?? null, spec: this.#specOf(priv, ulong(a.get(P.CKA_KEY_TYPE)!), label), id: id.toString('hex') };
+  }
+
+  /** Recovers the KeySpec from the key's own attributes (a restart knows nothing else). */
+  #specOf(key: Buffer, keyType: number, label: string): KeySpec {
+    if (keyType === P.CKK_RSA) {
+      const modulus = this.#attrs(key, [P.CKA_MODULUS]).get(P.CKA_MODULUS)!;
+      let bits = modulus.length * 8;
+      for (let i = 0; i < modulus.length && modulus[i] === 0; i++) bits -= 8;
+      if (bits === 2048 || bits === 3072 || bits === 4096) return { type: 'rsa', bits };
+      throw new YinxinError('unsupported-algorithm', `the key "${label}" is RSA-${bits}, which yinxin does not use`);
+    }
+    if (keyType === P.CKK_EC) {
+      const params = this.#attrs(key, [P.CKA_EC_PARAMS]).get(P.CKA_EC_PARAMS)!;
+      const parsed = asn1js.fromBER(params);
+      const oid = parsed.result instanceof asn1js.ObjectIdentifier ? parsed.result.valueBlock.toString() : '';
+      const curve = curveOids[oid];
+      if (!curve) throw new YinxinError('unsupported-algorithm', `the key "${label}" is on an EC curve yinxin does not use (${oid || 'explicit parameters'})`);
+      return { type: 'ec', curve };
+    }
+    if (keyType === CKK_EC_EDWARDS) return { type: 'ed25519' };
+    throw new YinxinError('unsupported-algorithm', `the key "${label}" has PKCS#11 key type 0x${keyType.toString(16)}, which yinxin does not use`);
+  }
+
+  #publicHalf(found: FoundKey, label: string): PublicHalf {
+    const { spec } = found;
+    if (spec.type === 'rsa') {
+      const source = found.pub ?? found.priv;
+      const a = this.#attrs(source, [P.CKA_MODULUS, P.CKA_PUBLIC_EXPONENT]);
+      const rsaKey = new pkijs.RSAPublicKey({ modulus: unsignedInteger(a.get(P.CKA_MODULUS)!), publicExponent: unsignedInteger(a.get(P.CKA_PUBLIC_EXPONENT)!) });
+      const algorithm = new pkijs.AlgorithmIdentifier({ algorithmId: OID.rsaEncryption, algorithmParams: new asn1js.Null() });
+      return buildSpki(algorithm, new Uint8Array(rsaKey.toSchema().toBER(false)));
+    }
+    if (!found.pub) throw new YinxinError('key-not-found', `the public half of the key "${label}" is missing from the token`);
+    const point = this.#attrs(found.pub, [P.CKA_EC_POINT]).get(P.CKA_EC_POINT)!;
+    if (spec.type === 'ec') {
+      const algorithm = new pkijs.AlgorithmIdentifier({ algorithmId: OID.ecPublicKey, algorithmParams: new asn1js.ObjectIdentifier({ value: curveOidOf[spec.curve] }) });
+      return buildSpki(algorithm, unwrapEcPoint(point, [pointLength[spec.curve]]));
+    }
+    // RFC 8410 s4: the parameters are absent, the key is the 32-byte encoded point.
+    return buildSpki(new pkijs.AlgorithmIdentifier({ algorithmId: OID.ed25519 }), unwrapEcPoint(point, [32]));
+  }
+
+  #signerFor(found: FoundKey, label: string): Signer {
+    return new Pkcs11Signer(label, found.spec, this.#publicHalf(found, label).spki, found.priv, this.#dispatcher);
+  }
+
+  async generateKeyPair(label: string, spec: KeySpec): Promise<Signer> {
+    this.#assertOpen();
+    if (this.#call('C_FindObjects', label, () => this.#find([{ type: P.CKA_LABEL, value: label }])).length) {
+      throw new YinxinError('conflict', `a key labelled "${label}" already exists in the token "${this.tokenLabel}"`);
+    }
+    if (spec.type === 'ed25519' && !this.supportsEd25519) {
+      throw new YinxinError('unsupported-algorithm', `the PKCS#11 module ${this.#loaded.path} cannot generate Ed25519 keys (no CKM_EC_EDWARDS_KEY_PAIR_GEN)`);
+    }
+    const common = [
+      { type: P.CKA_TOKEN, value: true },
+      { type: P.CKA_LABEL, value: label },
+    ];
+    const publicTemplate: Template = [...common, { type: P.CKA_PRIVATE, value: false }, { type: P.CKA_VERIFY, value: true }];
+    const privateTemplate: Template = [
+      ...common,
+      { type: P.CKA_PRIVATE, value: true },
+      { type: P.CKA_SENSITIVE, value: true },
+      { type: P.CKA_EXTRACTABLE, value: false },
+      { type: P.CKA_SIGN, value: true },
+    ];
+    let mechanism: Mechanism;
+    if (spec.type === 'ec') {
+      mechanism = { mechanism: P.CKM_EC_KEY_PAIR_GEN };
+      publicTemplate.push({ type: P.CKA_EC_PARAMS, value: oidDer(curveOidOf[spec.curve]) });
+    } else if (spec.type === 'rsa') {
+      mechanism = { mechanism: P.CKM_RSA_PKCS_KEY_PAIR_GEN };
+      publicTemplate.push({ type: P.CKA_MODULUS_BITS, value: spec.bits }, { type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) });
+    } else {
+      mechanism = { mechanism: CKM_EC_EDWARDS_KEY_PAIR_GEN };
+      // RFC 8410's OID for the curve; PKCS#11 v3.0 also allows the PrintableString "edwards25519".
+      publicTemplate.push({ type: P.CKA_EC_PARAMS, value: oidDer(OID.ed25519) });
+    }
+    // Key generation (RSA-4096: seconds) runs on the libuv pool, in a session of its own so that
+    // the main session stays free for signatures meanwhile.
+    const session = this.#call('C_OpenSession', label, () => this.#lib.C_OpenSession(this.#slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION));
+    let pair: { privateKey: Buffer; publicKey: Buffer };
+    try {
+      pair = await this.#lib.C_GenerateKeyPairAsync(session, mechanism, publicTemplate, privateTemplate);
+    } catch (e) {
+      throw toYinxinError(e, `generating a ${describeKeySpec(spec)} key pair`, label);
+    } finally {
+      try { this.#lib.C_CloseSession(session); } catch { /* closing is best effort */ }
+    }
+    const found: FoundKey = { priv: pair.privateKey, pub: pair.publicKey, spec, id: '' };
+    return this.#call('setting CKA_ID', label, () => {
+      const half = this.#publicHalf(found, label);
+      // CKA_ID = RFC 5280 s4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's value
+      // (EC point, RSAPublicKey DER, Ed25519 key bytes), so it equals the certificates' key IDs.
+      const id = createHash('sha1').update(half.subjectPublicKey).digest();
+      for (const object of [pair.privateKey, pair.publicKey]) this.#lib.C_SetAttributeValue(this.#session, object, [{ type: P.CKA_ID, value: id }]);
+      return new Pkcs11Signer(label, spec, half.spki, pair.privateKey, this.#dispatcher);
+    });
+  }
+
+  async getSigner(label: string): Promise<Signer> {
+    const found = this.#call('C_FindObjects', label, () => this.#findKey(label));
+    if (!found) throw new YinxinError('key-not-found', `no key labelled "${label}" in the token "${this.tokenLabel}"`);
+    return this.#call('reading the public key', label, () => this.#signerFor(found, label));
+  }
+
+  async hasKey(label: string): Promise<boolean> {
+    return this.#call('C_FindObjects', label, () => this.#find([{ type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY }, { type: P.CKA_LABEL, value: label }]).length > 0);
+  }
+
+  async listKeys(): Promise<KeyInfo[]> {
+    return this.#call('listing keys', undefined, () => {
+      const keys: KeyInfo[] = [];
+      for (const priv of this.#find([{ type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY }])) {
+        const a = this.#attrs(priv, [P.CKA_LABEL, P.CKA_ID, P.CKA_KEY_TYPE]);
+        const label = a.get(P.CKA_LABEL)!.toString('utf8');
+        try {
+          keys.push({ label, spec: this.#specOf(priv, ulong(a.get(P.CKA_KEY_TYPE)!), label), id: a.get(P.CKA_ID)!.toString('hex') });
+        } catch (e) {
+          if (!(e instanceof YinxinError && e.code === 'unsupported-algorithm')) throw e; // keys of other applications
+        }
+      }
+      return keys.sort((x, y) => x.label.localeCompare(y.label));
+    });
+  }
+
+  async deleteKey(label: string): Promise<void> {
+    this.#call('C_DestroyObject', label, () => {
+      for (const cls of [P.CKO_PRIVATE_KEY, P.CKO_PUBLIC_KEY]) {
+        for (const object of this.#find([{ type: P.CKA_CLASS, value: cls }, { type: P.CKA_LABEL, value: label }])) this.#lib.C_DestroyObject(this.#session, object);
+      }
+    });
+  }
+
+  #secretKey(label: string): Buffer | undefined {
+    return this.#find([{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_LABEL, value: label }])[0];
+  }
+
+  async ensureSecretKey(label: string): Promise<void> {
+    this.#call('C_GenerateKey', label, () => {
+      if (this.#secretKey(label)) return;
+      if (this.#find([{ type: P.CKA_LABEL, value: label }]).length) {
+        throw new YinxinError('conflict', `the label "${label}" belongs to a key pair, not a secret key`);
+      }
+      this.#lib.C_GenerateKey(this.#session, { mechanism: P.CKM_AES_KEY_GEN }, [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
+        { type: P.CKA_VALUE_LEN, value: 32 },
+        { type: P.CKA_TOKEN, value: true },
+        { type: P.CKA_PRIVATE, value: true },
+        { type: P.CKA_SENSITIVE, value: true },
+        { type: P.CKA_EXTRACTABLE, value: false },
+        { type: P.CKA_ENCRYPT, value: true },
+        { type: P.CKA_DECRYPT, value: true },
+        { type: P.CKA_LABEL, value: label },
+        { type: P.CKA_ID, value: createHash('sha1').update(`secret:${label}`).digest() },
+      ]);
+    });
+  }
+
+  #gcm(iv: Buffer, aad?: Uint8Array): Mechanism {
+    const parameter = { type: P.CK_PARAMS_AES_GCM, iv, ivBits: 96, tagBits: 128, ...(aad?.length ? { aad: Buffer.from(aad) } : {}) };
+    return { mechanism: P.CKM_AES_GCM, parameter: parameter as Mechanism['parameter'] };
+  }
+
+  async encrypt(label: string, plaintext: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
+    return this.#call('C_Encrypt', label, () => {
+      const key = this.#secretKey(label);
+      if (!key) throw new YinxinError('key-not-found', `no secret key labelled "${label}" in the token "${this.tokenLabel}"`);
+      // A random 96-bit IV per message (NIST SP 800-38D s8.2.2): fine far below 2^32 messages per key.
+      const iv = randomBytes(12);
+      this.#lib.C_EncryptInit(this.#session, this.#gcm(iv, aad), key);
+      const sealed = this.#lib.C_Encrypt(this.#session, Buffer.from(plaintext), Buffer.alloc(plaintext.length + 16));
+      return new Uint8Array(Buffer.concat([iv, sealed]));
+    });
+  }
+
+  async decrypt(label: string, sealed: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
+    return this.#call('C_Decrypt', label, () => {
+      const key = this.#secretKey(label);
+      if (!key) throw new YinxinError('key-not-found', `no secret key labelled "${label}" in the token "${this.tokenLabel}"`);
+      if (sealed.length < 12 + 16) throw new YinxinError('bad-signature', 'the sealed data is too short to hold an IV and a tag');
+      const iv = Buffer.from(sealed.subarray(0, 12));
+      try {
+        this.#lib.C_DecryptInit(this.#session, this.#gcm(iv, aad), key);
+        return new Uint8Array(this.#lib.C_Decrypt(this.#session, Buffer.from(sealed.subarray(12)), Buffer.alloc(sealed.length)));
+      } catch (e) {
+        const c = ckr(e);
+        if (c === P.CKR_ENCRYPTED_DATA_INVALID || c === P.CKR_ENCRYPTED_DATA_LEN_RANGE || c === P.CKR_DATA_INVALID || c === P.CKR_GENERAL_ERROR) {
+          throw new YinxinError('bad-signature', 'the sealed data failed its integrity check', undefined, { cause: e });
+        }
+        throw e;
+      }
+    });
+  }
+
+  async health(): Promise<{ ok: boolean; detail: string }> {
+    if (this.#closed) return { ok: false, detail: 'the key store is closed' };
+    let session: Buffer | undefined;
+    try {
+      session = this.#lib.C_OpenSession(this.#slot, P.CKF_SERIAL_SESSION);
+      const { state } = this.#lib.C_GetSessionInfo(session);
+      const loggedIn = state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
+      return loggedIn
+        ? { ok: true, detail: `token "${this.tokenLabel}" in slot ${this.slotId}: logged in` }
+        : { ok: false, detail: `token "${this.tokenLabel}" in slot ${this.slotId}: not logged in` };
+    } catch (e) {
+      return { ok: false, detail: toYinxinError(e, 'C_OpenSession').message };
+    } finally {
+      if (session) try { this.#lib.C_CloseSession(session); } catch { /* reported above */ }
+    }
+  }
+
+  stats(): { signs: number; signErrors: number } {
+    return { signs: this.#dispatcher.signs, signErrors: this.#dispatcher.signErrors };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#dispatcher.close();
+    try { this.#lib.C_CloseSession(this.#session); } catch { /* token gone: nothing to close */ }
+    releaseModule(this.#loaded);
+  }
+}
