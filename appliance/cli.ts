@@ -5,11 +5,12 @@
  * appliance/cli/<area>.ts.
  */
 import { isYinxinError } from '../common/errors.ts';
+import { caCommands } from './cli/ca.ts';
 import { operatorCommands } from './cli/operators.ts';
 import { parseArgs, type Command } from './cli/support.ts';
 import { systemCommands } from './cli/system.ts';
 
-const commands: Record<string, Command> = { ...systemCommands, ...operatorCommands };
+const commands: Record<string, Command> = { ...systemCommands, ...operatorCommands, ...caCommands };
 
 export async function main(argv: string[]): Promise<number> {
   const { words, flags } = parseArgs(argv);

@@ -15,7 +15,11 @@ export interface Command {
 }
 
 /** Flags that take a value (others are switches). Command modules add theirs here. */
-export const VALUE_FLAGS = new Set(['roles', 'name', 'password', 'display-name', 'days', 'out', 'url', 'limit', 'from']);
+export const VALUE_FLAGS = new Set(['roles', 'name', 'password', 'display-name', 'days', 'out', 'url', 'limit', 'from',
+  // cli/ca.ts
+  'ca', 'profile', 'subject', 'csr', 'generate', 'san', 'parent', 'curve', 'rsa', 'validity-days', 'format', 'reason',
+  'invalidity-date', 'status', 'cursor', 'role', 'identifier', 'organization', 'requester', 'expires-before', 'expires-after',
+  'encryption-csr', 'encryption-generate']);
 
 export function parseArgs(argv: string[]): { words: string[]; flags: Flags } {
   const words: string[] = [];
