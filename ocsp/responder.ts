@@ -140,7 +140,7 @@ const signatureHashes: Record<string, string | null> = {
 export class OcspResponder {
   readonly #store: Store;
   readonly #clock: Clock;
-  readonly #signers: Map<string, OcspSigner>;
+  #signers: Map<string, OcspSigner>;
   readonly #validityMs: number;
   readonly #refreshAt: number;
   readonly #pollMs: number;
@@ -220,6 +220,13 @@ export class OcspResponder {
     for (const { value } of this.#store.table<IssuerRecordShape>(RESPONDER_TABLES.attributeAuthorities).range()) add(value, 'aa');
     this.#issuersByKey = byKey;
     this.#issuers = list;
+  }
+
+  /** Replaces the signing identities (renewed responder certificates, a new CA) and re-reads the issuers. */
+  setSigners(signers: Map<string, OcspSigner>): void {
+    this.#signers = signers;
+    this.reloadIssuers();
+    // Responses signed by the previous identities stay valid until their refresh point.
   }
 
   /** Names of the issuers answered for. */
