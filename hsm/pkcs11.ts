@@ -677,7 +677,10 @@ class Pkcs11Store implements Pkcs11KeyStore {
       // A random 96-bit IV per message (NIST SP 800-38D s8.2.2): fine far below 2^32 messages per key.
       const iv = randomBytes(12);
       this.#lib.C_EncryptInit(this.#session, this.#gcm(iv, aad), key);
-      const sealed = this.#lib.C_Encrypt(this.#session, Buffer.from(plaintext), Buffer.alloc(plaintext.length + 16));
+      // pkcs11js refuses an empty input buffer (CKR_ARGUMENTS_BAD): then only the tag is produced.
+      const sealed = plaintext.length
+        ? this.#lib.C_Encrypt(this.#session, Buffer.from(plaintext), Buffer.alloc(plaintext.length + 16))
+        : this.#lib.C_EncryptFinal(this.#session, Buffer.alloc(16));
       return new Uint8Array(Buffer.concat([iv, sealed]));
     });
   }
