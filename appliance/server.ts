@@ -13,6 +13,7 @@ import { dataPaths } from './paths.ts';
 import { systemRoutes } from './system-routes.ts';
 import { ensureTlsMaterial } from './tls.ts';
 import { tsaRoutes } from '../tsa/index.ts';
+import { caApiRoutes, caPublicRoutes } from '../ca/routes.ts';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -45,6 +46,7 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
   } });
   const http = await buildPublicApp({ ...common, plugins: [
     async (app) => { await app.register(tsaRoutes, { authority: services.tsa }); },
+    (app) => caPublicRoutes(app, { authority: services.authority, crls: services.crls }),
   ] });
   const https = await buildSecureApp({
     ...common,
@@ -54,6 +56,7 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
     plugins: [
       (app) => authRoutes(app, { operators: appliance.operators }),
       (app) => systemRoutes(app, { appliance }),
+      (app) => caApiRoutes(app, { authority: services.authority, ra: services.ra, crls: services.crls }),
     ],
   });
   return { http, https };

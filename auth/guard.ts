@@ -48,7 +48,8 @@ export function installApiGuard(app: FastifyInstance, authenticator: Authenticat
     }
     for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url, permission });
   });
-  app.addHook('preHandler', async (request: FastifyRequest) => {
+  // onRequest: before the body is read or validated, so anonymous and unauthorized callers learn nothing about a route's input.
+  app.addHook('onRequest', async (request: FastifyRequest) => {
     const permission = request.routeOptions.config?.permission;
     if (permission === undefined || permission === PUBLIC) return;
     const header = request.headers.authorization;

@@ -112,23 +112,6 @@ export function csrBytes(text: string, field = 'csr'): Uint8Array {
 
 // ---------------------------------------------------------------- separation of duties
 
-/**
- * The person behind an audit actor string: 'operator:alice' and 'token:<id>(alice)' are both
- * alice. The RA compares actor strings; this closes the gap where the same person submits with a
- * session and approves with one of their API tokens.
- */
-export function personOf(actor: string): string {
-  const token = /^token:[^()]*\((.+)\)$/.exec(actor);
-  if (token) return token[1];
-  return actor.replace(/^operator:/, '');
-}
-
-function assertDifferentPerson(principal: Principal, other: string, what: string, details: Record<string, unknown>): void {
-  if (principal.username === personOf(other)) {
-    throw new YinxinError('separation-of-duties', `${principal.username} ${what} and may not approve it`, details);
-  }
-}
-
 // ---------------------------------------------------------------- views
 
 const reasonNames = Object.fromEntries(Object.entries(revocationReasons).map(([k, v]) => [v, k])) as Record<number, string>;
@@ -354,7 +337,8 @@ function isoDate(value: string | undefined, field: string): string | undefined {
 // ---------------------------------------------------------------- routes
 
 function actorOf(request: FastifyRequest): Actor {
-  return { actor: actorName(principalOf(request)), requestId: request.id };
+  const principal = principalOf(request);
+  return { actor: actorName(principal), person: principal.username, requestId: request.id };
 }
 
 function sendFile(reply: FastifyReply, type: string, filename: string, content: Uint8Array | string): FastifyReply {
@@ -487,7 +471,7 @@ export async function caApiRoutes(app: FastifyInstance, opts: CaApiRoutesOptions
   }, async (req) => {
     const q = req.query;
     const { items, next } = paged(ra.requests, 'requests', {}, q.cursor, q.limit, (_key, r) =>
-      (q.status === undefined || r.status === q.status) && (q.requester === undefined || r.requester === q.requester || personOf(r.requester) === q.requester)
+      (q.status === undefined || r.status === q.status) && (q.requester === undefined || r.requester === q.requester)
       && (q.ca === undefined || r.ca === q.ca) && (q.profile === undefined || r.profile === q.profile) ? r : undefined);
     return { items: items.map(requestView), next };
   });
@@ -515,14 +499,6 @@ export async function caApiRoutes(app: FastifyInstance, opts: CaApiRoutesOptions
       },
     },
   }, async (req) => {
-    const principal = principalOf(req);
-    const request = ra.getRequest(req.params.id);
-    if (request.status === 'pending') {
-      assertDifferentPerson(principal, request.requester, `submitted request ${request.id}`, { request: request.id });
-      if (request.approvals.some((a) => personOf(a.officer) === principal.username)) {
-        throw new YinxinError('conflict', `${principal.username} has already approved request ${request.id}; a different officer must`, { request: request.id, reason: 'duplicate-approval' });
-      }
-    }
     const result = await ra.approve(req.params.id, actorOf(req));
     const roles: string[] = [];
     if (result.oneTimePassword) {
@@ -711,8 +687,6 @@ export async function caApiRoutes(app: FastifyInstance, opts: CaApiRoutesOptions
       response: { 200: { type: 'object', properties: { recovery: recoverySchema, oneTimePassword: { type: 'string' }, pkcs12: { type: 'string' } } } },
     },
   }, async (req) => {
-    const rec = ra.recoveries.get(req.params.id);
-    if (rec && rec.status === 'pending') assertDifferentPerson(principalOf(req), rec.requestedBy, `asked for key recovery ${rec.id}`, { recovery: rec.id });
     const { recovery, oneTimePassword } = await ra.approveKeyRecovery(req.params.id, actorOf(req));
     return { recovery, oneTimePassword, pkcs12: `/api/v1/key-recoveries/${recovery.id}/pkcs12` };
   });

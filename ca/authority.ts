@@ -127,8 +127,18 @@ export interface PreparedCertificate {
 }
 
 export interface Actor {
+  /** The audit trail's actor string ('operator:alice', 'token:<id>(alice)', 'system'). */
   actor: string;
+  /**
+   * The person behind it (an operator's user name). Separation of duties compares persons, so
+   * alice's session and alice's API token count as one officer. Defaults to `actor`.
+   */
+  person?: string;
   requestId?: string;
+}
+
+export function personOf(actor: Actor): string {
+  return actor.person ?? actor.actor;
 }
 
 export interface SearchQuery {
@@ -339,9 +349,10 @@ export class CertificateAuthority {
   }
 
   /** What a CRL or OCSP response signer needs from a CA. */
-  issuerOf(name: string): { nameDer: Uint8Array; keyIdentifier: Uint8Array; signer: Signer; crlUrl: string } {
+  issuerOf(name: string): { nameDer: Uint8Array; keyIdentifier: Uint8Array; signer: Signer; crlUrl: string; deltaCrlUrl: string } {
     const ca = this.#get(name);
-    return { nameDer: ca.record.nameDer, keyIdentifier: ca.record.keyIdentifier, signer: ca.signer, crlUrl: distributionUrls(this.#options.baseUrl, name).crl };
+    const urls = distributionUrls(this.#options.baseUrl, name);
+    return { nameDer: ca.record.nameDer, keyIdentifier: ca.record.keyIdentifier, signer: ca.signer, crlUrl: urls.crl, deltaCrlUrl: urls.deltaCrl };
   }
 
   #template(ca: LoadedCa, profile: Profile, kind: PublicKeyKind): CertificateTemplate {

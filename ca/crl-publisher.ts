@@ -161,7 +161,7 @@ export class CrlPublisher {
       // A certificate released from hold leaves the CRL: the delta says so (s5.3.1, removeFromCRL).
       deltaEntries.push(r.status === 'good' ? { serial: serialBytes(r.serial), revocationDate: thisUpdate, reason: 8 } : entryOf(r));
     }
-    const fullDer = await this.#encode({ ...common, crlNumber: fullNumber, entries: fullEntries });
+    const fullDer = await this.#encode({ ...common, crlNumber: fullNumber, freshestCrlUri: issuer.deltaCrlUrl, entries: fullEntries });
     const deltaDer = await this.#encode({ ...common, crlNumber: deltaNumber, baseCrlNumber: baseNumber, entries: deltaEntries });
     const full: PublishedCrl = { ca, kind: 'full', number: fullNumber.toString(), thisUpdate: thisUpdate.toISOString(), nextUpdate: nextUpdate.toISOString(), entries: fullEntries.length, der: fullDer };
     const delta: PublishedCrl = { ca, kind: 'delta', number: deltaNumber.toString(), baseNumber: baseNumber.toString(), thisUpdate: full.thisUpdate, nextUpdate: full.nextUpdate, entries: deltaEntries.length, der: deltaDer };

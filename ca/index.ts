@@ -1,6 +1,6 @@
 /** The CA folder's public surface (the REST API, CLI and composition root use only this). */
 export {
-  CertificateAuthority, defaultHierarchy, normalizeSerial, randomSerial, revocationReasons,
+  CertificateAuthority, defaultHierarchy, normalizeSerial, personOf, randomSerial, revocationReasons,
   type Actor, type AuthorityDeps, type AuthorityOptions, type AuthorityRecord, type CaDefinition, type CertificateRecord,
   type CertificateStatus, type HierarchyConfig, type IssueInput, type PreparedCertificate, type SearchQuery,
 } from './authority.ts';

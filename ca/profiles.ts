@@ -284,6 +284,8 @@ export interface DistributionUrls {
   caIssuers: string;
   ocsp: string;
   crl: string;
+  /** The delta CRL (RFC 5280 s5.2.6 Freshest CRL of the full CRL points here). */
+  deltaCrl: string;
 }
 
 export function distributionUrls(baseUrl: string, caName: string): DistributionUrls {
@@ -292,6 +294,7 @@ export function distributionUrls(baseUrl: string, caName: string): DistributionU
     caIssuers: `${base}/ca/${encodeURIComponent(caName)}.crt`,
     ocsp: `${base}/ocsp`,
     crl: `${base}/crl/${encodeURIComponent(caName)}.crl`,
+    deltaCrl: `${base}/crl/${encodeURIComponent(caName)}-delta.crl`,
   };
 }
 

@@ -17,7 +17,7 @@ import { toArrayBuffer } from '../common/pem.ts';
 import * as pkijs from 'pkijs';
 import type { KeySpec, KeyStore } from '../hsm/signer.ts';
 import type { Store, Table } from '../store/store.ts';
-import type { Actor, CertificateAuthority, CertificateRecord, PreparedCertificate } from './authority.ts';
+import { personOf, type Actor, type CertificateAuthority, type CertificateRecord, type PreparedCertificate } from './authority.ts';
 import { parseCsr } from './csr.ts';
 import { checkKeyAllowed, readSubjectPublicKey, type PublicKeyKind, type SubjectPublicKey } from './keys.ts';
 import { getProfile, type Profile, type ProfileName, type Subject, type SubjectAltNames } from './profiles.ts';
@@ -218,7 +218,7 @@ export class RegistrationAuthority {
     const record: CertificateRequestRecord = {
       id: `req-${randomUUID()}`,
       ...fields,
-      requester: actor.actor,
+      requester: personOf(actor),
       createdAt: this.#now().toISOString(),
       status: 'pending',
       approvals: [],
@@ -264,7 +264,7 @@ export class RegistrationAuthority {
    * in the same transaction as the approval (compare-and-swap on the request's approvals).
    */
   async approve(id: string, actor: Actor): Promise<ApprovalResult> {
-    const officer = actor.actor;
+    const officer = personOf(actor);
     const before = this.getRequest(id);
     this.#checkApprover(before, officer);
     const profile = getProfile(before.profile);
@@ -284,7 +284,7 @@ export class RegistrationAuthority {
         const current = stillPending(tx);
         const next = { ...current, approvals: [...current.approvals, { officer, at }] };
         tx.put(this.requests, id, next);
-        this.#audit.append(tx, { actor: officer, action: 'certificate.approve', object: `request:${id}`, outcome: 'success', requestId: actor.requestId, details: { approvals: next.approvals.length, needed: profile.approvers } });
+        this.#audit.append(tx, { actor: actor.actor, action: 'certificate.approve', object: `request:${id}`, outcome: 'success', requestId: actor.requestId, details: { approvals: next.approvals.length, needed: profile.approvers } });
         return { request: next };
       });
     }
@@ -323,8 +323,8 @@ export class RegistrationAuthority {
         issued: { serial: main.prepared.record.serial, ...(enc ? { encryptionSerial: enc.prepared.record.serial } : {}) },
       };
       tx.put(this.requests, id, next);
-      this.#audit.append(tx, { actor: officer, action: 'certificate.approve', object: `request:${id}`, outcome: 'success', requestId: actor.requestId, details: { approvals: next.approvals.length, needed: profile.approvers, issued: certificates.map((c) => c.serial) } });
-      for (const a of archive) this.#audit.append(tx, { actor: officer, action: 'key.archive', object: `cert:${before.ca}/${a.serial}`, outcome: 'success', requestId: actor.requestId });
+      this.#audit.append(tx, { actor: actor.actor, action: 'certificate.approve', object: `request:${id}`, outcome: 'success', requestId: actor.requestId, details: { approvals: next.approvals.length, needed: profile.approvers, issued: certificates.map((c) => c.serial) } });
+      for (const a of archive) this.#audit.append(tx, { actor: actor.actor, action: 'key.archive', object: `cert:${before.ca}/${a.serial}`, outcome: 'success', requestId: actor.requestId });
       return { request: next, certificates, ...(password ? { oneTimePassword: password } : {}) };
     });
   }
@@ -350,7 +350,7 @@ export class RegistrationAuthority {
       const current = tx.get(this.requests, id);
       if (!current) throw new YinxinError('not-found', `no certificate request with id ${id}`, { request: id });
       if (current.status !== 'pending') throw new YinxinError('conflict', `request ${id} is ${current.status}, not pending`, { request: id, status: current.status });
-      const next: CertificateRequestRecord = { ...current, status: 'rejected', rejection: { officer: actor.actor, at, reason } };
+      const next: CertificateRequestRecord = { ...current, status: 'rejected', rejection: { officer: personOf(actor), at, reason } };
       tx.put(this.requests, id, next);
       this.#audit.append(tx, { actor: actor.actor, action: 'certificate.reject', object: `request:${id}`, outcome: 'success', requestId: actor.requestId, details: { reason } });
       return next;
@@ -404,7 +404,7 @@ export class RegistrationAuthority {
   /** First of the two officers: asks to recover an archived encryption key. */
   async requestKeyRecovery(input: { ca: string; serial: string; reason: string }, actor: Actor): Promise<KeyRecoveryRecord> {
     if (!this.keyArchive.get([input.ca, input.serial])) throw new YinxinError('not-found', `no archived key for certificate ${input.serial} of CA ${input.ca}`, { ca: input.ca, serial: input.serial });
-    const record: KeyRecoveryRecord = { id: `rec-${randomUUID()}`, ca: input.ca, serial: input.serial, requestedBy: actor.actor, reason: input.reason, createdAt: this.#now().toISOString(), status: 'pending' };
+    const record: KeyRecoveryRecord = { id: `rec-${randomUUID()}`, ca: input.ca, serial: input.serial, requestedBy: personOf(actor), reason: input.reason, createdAt: this.#now().toISOString(), status: 'pending' };
     await this.#store.transaction((tx) => {
       tx.put(this.recoveries, record.id, record);
       this.#audit.append(tx, { actor: actor.actor, action: 'key.recovery-request', object: `cert:${input.ca}/${input.serial}`, outcome: 'success', requestId: actor.requestId, details: { recovery: record.id, reason: input.reason } });
@@ -420,7 +420,7 @@ export class RegistrationAuthority {
     const rec = this.recoveries.get(id);
     if (!rec) throw new YinxinError('not-found', `no key recovery with id ${id}`, { recovery: id });
     if (rec.status !== 'pending') throw new YinxinError('conflict', `key recovery ${id} is already ${rec.status}`, { recovery: id });
-    if (rec.requestedBy === actor.actor) throw new YinxinError('separation-of-duties', `${actor.actor} asked for key recovery ${id}; a second officer must approve it`, { recovery: id });
+    if (rec.requestedBy === personOf(actor)) throw new YinxinError('separation-of-duties', `${personOf(actor)} asked for key recovery ${id}; a second officer must approve it`, { recovery: id });
     const archived = this.keyArchive.get([rec.ca, rec.serial]);
     const cert = this.#ca.get(rec.ca, rec.serial);
     if (!archived || !cert) throw new YinxinError('not-found', `no archived key for certificate ${rec.serial} of CA ${rec.ca}`, { ca: rec.ca, serial: rec.serial });
@@ -431,7 +431,7 @@ export class RegistrationAuthority {
     const recovery = await this.#store.transaction((tx) => {
       const current = tx.get(this.recoveries, id);
       if (!current || current.status !== 'pending') throw new YinxinError('conflict', `key recovery ${id} is no longer pending`, { recovery: id });
-      const next: KeyRecoveryRecord = { ...current, status: 'completed', approvedBy: actor.actor };
+      const next: KeyRecoveryRecord = { ...current, status: 'completed', approvedBy: personOf(actor) };
       tx.put(this.recoveries, id, next);
       tx.put(this.pickups, [id, 'recovery'], { sealed, createdAt: this.#now().toISOString(), ca: rec.ca, serial: rec.serial });
       this.#audit.append(tx, { actor: actor.actor, action: 'key.recover', object: `cert:${rec.ca}/${rec.serial}`, outcome: 'success', requestId: actor.requestId, details: { recovery: id, requestedBy: rec.requestedBy } });

@@ -141,7 +141,7 @@ t.test('RA flow over HTTP: officer A submits an openssl CSR with a Chinese name,
   t.equal(submitted.statusCode, 201, submitted.body);
   const request = json(submitted);
   t.equal(request.status, 'pending');
-  t.equal(request.requester, 'operator:alice');
+  t.equal(request.requester, 'alice', 'the requester is the person, whichever credential they used');
   t.equal(request.subject, `serialNumber=${CITIZEN_ID},CN=张三,O=北京市人民政府,C=CN`, 'RFC 4514 string order');
   t.same(request.san, { email: ['zhangsan@bj.gov.cn'] });
   t.equal(request.key.source, 'csr');
@@ -158,7 +158,7 @@ t.test('RA flow over HTTP: officer A submits an openssl CSR with a Chinese name,
   t.equal(approved.statusCode, 200, approved.body);
   const result = json(approved);
   t.equal(result.request.status, 'issued');
-  t.same(result.request.approvals.map((a: { officer: string }) => a.officer), ['operator:bob']);
+  t.same(result.request.approvals.map((a: { officer: string }) => a.officer), ['bob']);
   t.notOk(result.oneTimePassword, 'no PKCS#12 for a key the subject holds');
   const cert = result.certificates[0];
   t.equal(cert.identifier, CITIZEN_ID);
@@ -257,7 +257,7 @@ t.test('signing + generated encryption pair; key recovery needs a second officer
   isProblem(t, await api(aliceScript, 'POST', `/api/v1/key-recoveries/${recoveryId}/approve`), 403, 'separation-of-duties', 'the asking officer approving with a token');
   const ok = json(await api(carol, 'POST', `/api/v1/key-recoveries/${recoveryId}/approve`));
   t.equal(ok.recovery.status, 'completed');
-  t.equal(ok.recovery.approvedBy, 'operator:carol');
+  t.equal(ok.recovery.approvedBy, 'carol');
   const p12 = await api(carol, 'POST', ok.pkcs12);
   t.equal(p12.headers['content-type'], 'application/x-pkcs12');
   t.equal(run('openssl', ['pkcs12', '-in', file(p12.rawPayload, 'p12'), '-nodes', '-passin', `pass:${ok.oneTimePassword}`]).status, 0, 'the recovered PKCS#12 opens');
