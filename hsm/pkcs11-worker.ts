@@ -10,6 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as graphene from 'graphene-pk11';
 import pkcs11js from 'pkcs11js';
 import type { Mechanism } from 'pkcs11js';
+import { ecdsaRawToDer } from './algorithms.ts';
 
 export interface WorkerInit { modulePath: string; slot: Uint8Array }
 export interface SignJob {
@@ -19,6 +20,8 @@ export interface SignJob {
   /** Hash the data first (node:crypto) and sign the digest: CKM_ECDSA takes a digest. */
   prehash: string | null;
   data: Uint8Array;
+  /** Convert PKCS#11's r || s to the DER ECDSA-Sig-Value here, off the main thread. */
+  ecdsa: boolean;
 }
 export type SignResult = { id: number; signature: Uint8Array } | { id: number; error: { message: string; code?: number } };
 
@@ -40,7 +43,8 @@ parentPort!.on('message', (batch: SignJob[] | 'close') => {
     try {
       const data = job.prehash ? createHash(job.prehash).update(job.data).digest() : Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
       lib.C_SignInit(session, job.mechanism, Buffer.from(job.key));
-      results.push({ id: job.id, signature: new Uint8Array(lib.C_Sign(session, data, out)) });
+      const raw = lib.C_Sign(session, data, out);
+      results.push({ id: job.id, signature: job.ecdsa ? ecdsaRawToDer(raw) : new Uint8Array(raw) });
     } catch (e) {
       const code = e && typeof e === 'object' && 'code' in e && typeof e.code === 'number' ? e.code : undefined;
       results.push({ id: job.id, error: { message: e instanceof Error ? e.message.split('\n')[0] : String(e), code } });

@@ -293,7 +293,7 @@ class SignDispatcher {
     const jobs: SignJob[] = batch.map((p) => {
       const id = this.#nextId++;
       thread.inFlight.set(id, p);
-      return { id, key: p.key, mechanism: p.how.mechanism, prehash: p.how.prehash, data: p.data };
+      return { id, key: p.key, mechanism: p.how.mechanism, prehash: p.how.prehash, data: p.data, ecdsa: p.how.ecdsa };
     });
     this.#inWorkers += jobs.length;
     thread.worker.ref();
@@ -316,7 +316,7 @@ class SignDispatcher {
           if (!pending) continue;
           if ('signature' in result) {
             this.signs++;
-            pending.resolve(pending.how.ecdsa ? ecdsaRawToDer(result.signature) : result.signature);
+            pending.resolve(result.signature);
           } else {
             this.signErrors++;
             pending.reject(toYinxinError(result.error, 'C_Sign', pending.label));
