@@ -281,3 +281,17 @@ t.test('wrong PIN with a real C_Login, after every store closed', async (t) => {
   t.ok(nodeVerifies(signer, 'ed25519', data, await signer.sign(data)));
   await reopened.close();
 });
+
+t.test('PKCS#11 failures map to stable codes (a removed token is hsm-unavailable)', async (t) => {
+  const { P, toYinxinError } = await import('./pkcs11-module.ts');
+  for (const code of [P.CKR_DEVICE_REMOVED, P.CKR_TOKEN_NOT_PRESENT, P.CKR_SESSION_HANDLE_INVALID, P.CKR_DEVICE_ERROR]) {
+    const e = toYinxinError({ code, message: 'native' }, 'C_Sign', 'ca-key');
+    t.equal(e.code, 'hsm-unavailable');
+    t.match(e.message, /^PKCS#11 C_Sign \(ca-key\) failed with CKR_[A-Z_]+: the token is gone/);
+  }
+  t.equal(toYinxinError({ code: P.CKR_OBJECT_HANDLE_INVALID }, 'C_Sign', 'ca-key').code, 'key-not-found');
+  t.equal(toYinxinError({ code: P.CKR_MECHANISM_INVALID }, 'C_Sign').code, 'unsupported-algorithm');
+  t.equal(toYinxinError({ code: P.CKR_PIN_INCORRECT }, 'C_Login').code, 'hsm-login-failed');
+  t.equal(toYinxinError(new Error('CKR_DEVICE_REMOVED'), 'C_Sign').code, 'hsm-unavailable', 'graphene-style message errors too');
+  t.equal(toYinxinError(new Error('something odd'), 'C_Sign').code, 'internal');
+});
