@@ -15,12 +15,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   echo "$lock_sum" > "$stamp"
 fi
 
-# Debian packages each purpose needs. softhsm2: the embedded HSM; opensc: pkcs11-tool;
+# Debian packages each purpose needs. softhsm2: the embedded HSM; opensc: pkcs11-tool; poppler-utils (pdfsig) and qpdf check sealed PDFs;
 # openssl, gnutls-bin, libnss3-tools: the external validators the tests use.
 case "$purpose" in
   start) packages="softhsm2 openssl" ;;
-  test)  packages="softhsm2 opensc openssl gnutls-bin libnss3-tools" ;;
-  bench) packages="softhsm2 opensc openssl gnutls-bin wrk" ;;
+  test)  packages="softhsm2 opensc openssl gnutls-bin libnss3-tools poppler-utils qpdf" ;;
+  bench) packages="softhsm2 opensc openssl gnutls-bin poppler-utils qpdf wrk" ;;
   *) echo "yinxin setup: unknown purpose '$purpose' (start, test or bench)" >&2; exit 2 ;;
 esac
 
