@@ -75,7 +75,7 @@ function attribute(type: string, value: asn1js.BaseBlock): asn1js.Sequence {
  * The issuer is GeneralNames (a SEQUENCE OF GeneralName holding a directoryName), not a bare Name:
  * writing the Name directly is the classic interop bug openssl rejects. pkijs has no class for it.
  */
-function signingCertificateV2(certificateDer: Uint8Array, certificate: pkijs.Certificate): asn1js.Sequence {
+export function signingCertificateV2(certificateDer: Uint8Array, certificate: pkijs.Certificate): asn1js.Sequence {
   const certHash = createHash('sha256').update(certificateDer).digest();
   const issuer = new asn1js.Sequence({
     value: [new pkijs.GeneralName({ type: 4, value: certificate.issuer }).toSchema() as asn1js.BaseBlock],
