@@ -1,0 +1,2 @@
+export type { Key, RangeOptions, Store, StoreStats, Table, Tx } from './store.ts';
+export { openLmdbStore, type LmdbStoreOptions } from './lmdb.ts';
