@@ -1,0 +1,62 @@
+/**
+ * Test input PDFs (not product code): a small hand-written document with a correct classic xref
+ * table, and variants made by qpdf (multi-page, xref streams with object streams, encrypted).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** A valid one-page PDF with some text, written by hand with byte-exact xref offsets. */
+export function simplePdf(text = 'Official document'): Uint8Array {
+  const content = `BT /F1 24 Tf 72 720 Td (${text}) Tj ET`;
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+    '<< /Title (Test) /Producer (yinxin tests) >>',
+  ];
+  let out = '%PDF-1.7\n%\xe2\xe3\xcf\xd3\n';
+  const offsets: number[] = [];
+  objects.forEach((body, i) => {
+    offsets.push(Buffer.byteLength(out, 'latin1'));
+    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+  });
+  const xrefAt = Buffer.byteLength(out, 'latin1');
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f\r\n`;
+  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n\r\n`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R /Info 6 0 R /ID [<0123456789abcdef0123456789abcdef> <0123456789abcdef0123456789abcdef>] >>\nstartxref\n${xrefAt}\n%%EOF\n`;
+  return new Uint8Array(Buffer.from(out, 'latin1'));
+}
+
+export function qpdf(dir: string, name: string, input: Uint8Array, args: string[]): Uint8Array {
+  const inPath = join(dir, `${name}.in.pdf`);
+  const outPath = join(dir, `${name}.pdf`);
+  writeFileSync(inPath, input);
+  try {
+    execFileSync('qpdf', [...args.map((a) => (a === '@in' ? inPath : a)), ...(args.includes('@in') ? [] : [inPath]), outPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    // qpdf exits 3 for warnings but still writes the file.
+    if ((e as { status?: number }).status !== 3) throw e;
+  }
+  return new Uint8Array(readFileSync(outPath));
+}
+
+/** The same document with an xref stream and object streams. */
+export function xrefStreamPdf(dir: string, input = simplePdf()): Uint8Array {
+  return qpdf(dir, 'xrefstream', input, ['--object-streams=generate']);
+}
+
+/** `pages` copies of the document's page in one file. */
+export function multiPagePdf(dir: string, pages: number, input = simplePdf()): Uint8Array {
+  const src = join(dir, 'page-src.pdf');
+  writeFileSync(src, input);
+  const outPath = join(dir, `pages-${pages}.pdf`);
+  execFileSync('qpdf', ['--empty', '--pages', ...Array.from({ length: pages }, () => src), '--', outPath]);
+  return new Uint8Array(readFileSync(outPath));
+}
+
+export function encryptedPdf(dir: string, input = simplePdf()): Uint8Array {
+  return qpdf(dir, 'encrypted', input, ['--encrypt', 'user', 'owner', '256', '--']);
+}
