@@ -44,3 +44,38 @@ export interface AuditLog {
   /** Records in seq order, paged; for auditors only (the API checks the role). */
   list(options?: { fromSeq?: number; limit?: number; actor?: string; action?: string }): AuditRecord[];
 }
+
+/** A signed statement of the chain head (seq, hash) at a time: what makes truncation and rewriting detectable. */
+export interface AuditCheckpoint {
+  seq: number;
+  /** The hash of record `seq`. */
+  hash: string;
+  /** ISO 8601, when the head was signed. */
+  time: string;
+  signerLabel: string;
+  /** The scheme of `signature` (hsm/signer.ts SignatureScheme). */
+  scheme: string;
+  /** DER SubjectPublicKeyInfo of the key that signed. */
+  publicKeyInfo: Uint8Array;
+  /** Over the canonical form of { type: 'yinxin-audit-checkpoint/1', seq, hash, time } (audit/audit.ts). */
+  signature: Uint8Array;
+}
+
+export type AuditProblemKind = 'altered' | 'missing' | 'reordered' | 'bad-checkpoint-signature' | 'truncated';
+
+export interface AuditProblem {
+  /** The sequence number where the problem is (the first one of a missing range). */
+  seq: number;
+  kind: AuditProblemKind;
+  message: string;
+}
+
+export interface AuditVerification {
+  ok: boolean;
+  /** Records found in the trail. */
+  records: number;
+  problems: AuditProblem[];
+  /** Signed checkpoints found, and the highest seq one of them covers (0 when none). */
+  checkpoints: number;
+  lastCheckpointSeq: number;
+}
