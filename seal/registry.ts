@@ -1,0 +1,365 @@
+/**
+ * The seal registry: a seal belongs to an organization (its name and unified social credit code,
+ * optionally its unit certificate), has a name, a kind and an image (uploaded JPEG or the drawn
+ * red seal), an HSM key 'seal/<id>' and a seal certificate from the CA's seal profile. Its status
+ * follows the certificate (active, suspended = certificateHold, revoked, expired), so OCSP and
+ * CRLs tell relying parties. A seal-admin requests a seal; a different person approves it, which
+ * generates the key and issues the certificate. Who may use it: named operators, roles, or API
+ * clients (token ids). Every use is audited (who, which document digest, when) and counted.
+ *
+ * Storage:
+ *   seal.seals   id -> SealRecord
+ *   seal.usage   [id, ISO time, seq] -> UsageRecord
+ *   seal.stats   id -> SealStats
+ * Every state change and its audit record are one store transaction.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AuditLog } from '../audit/types.ts';
+import { personOf, revocationReasons, type Actor, type CertificateAuthority, type CertificateRecord } from '../ca/authority.ts';
+import { validateSocialCreditCode } from '../ca/identifiers.ts';
+import type { Subject } from '../ca/profiles.ts';
+import type { Clock } from '../common/clock.ts';
+import { YinxinError } from '../common/errors.ts';
+import type { KeySpec, KeyStore } from '../hsm/signer.ts';
+import type { Store, Table } from '../store/store.ts';
+import { sealFileCades } from './cades.ts';
+import { digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
+import { jpegSize, sealPdf, type PadesResult, type SealPlacement } from './pades.ts';
+
+export const SEAL_KINDS = ['official', 'contract', 'finance', 'personal-name'] as const;
+export type SealKind = (typeof SEAL_KINDS)[number];
+
+export type SealState = 'pending' | 'active' | 'suspended' | 'revoked' | 'expired' | 'rejected';
+
+export interface SealRecord {
+  id: string;
+  organization: string;
+  /** Unified social credit code (GB 32100-2015), check digit verified. */
+  creditCode: string;
+  /** The organization's unit certificate, if it has one in this CA. */
+  unitCertificate?: { ca: string; serial: string };
+  name: string;
+  kind: SealKind;
+  /** Uploaded JPEG, base64; absent: the appliance draws the customary red seal. */
+  imageJpeg?: string;
+  keyLabel: string;
+  keySpec: KeySpec;
+  ca: string;
+  certificateSerial?: string;
+  /** Who may use it: operator user names, roles, API token ids. */
+  users: string[];
+  roles: string[];
+  clients: string[];
+  requestedBy: string;
+  requestedByPerson: string;
+  requestedAt: string;
+  approvedBy?: string;
+  approvedAt?: string;
+  rejected?: { by: string; at: string; reason: string };
+}
+
+export interface SealView extends Omit<SealRecord, 'imageJpeg'> {
+  state: SealState;
+  hasImage: boolean;
+  notAfter?: string;
+}
+
+export interface UsageRecord {
+  actor: string;
+  kind: 'pdf' | 'file';
+  /** Hex digest of what was signed (the PDF byte ranges, or the file) and its algorithm. */
+  documentDigest: string;
+  hash: string;
+  time: string;
+}
+
+export interface SealStats {
+  uses: number;
+  pdf: number;
+  file: number;
+  firstUse?: string;
+  lastUse?: string;
+}
+
+export interface SealRequestInput {
+  organization: string;
+  creditCode: string;
+  name: string;
+  kind: SealKind;
+  imageJpeg?: Uint8Array;
+  unitCertificate?: { ca: string; serial: string };
+  users?: string[];
+  roles?: string[];
+  clients?: string[];
+  ca?: string;
+  keySpec?: KeySpec;
+}
+
+/** Who is asking to use a seal (an operator session or an API client). */
+export interface SealUser {
+  actor: string;
+  username: string;
+  roles: readonly string[];
+  /** API token id when the caller is an API client. */
+  clientId?: string;
+}
+
+export interface SealRegistryOptions {
+  store: Store;
+  keys: KeyStore;
+  audit: AuditLog;
+  clock: Clock;
+  ca: CertificateAuthority;
+  timeStamper: TimeStamper;
+  /** The CA that issues seal certificates (default 'issuing'). */
+  issuingCa?: string;
+}
+
+const MAX_IMAGE = 512 * 1024;
+
+function nameCheck(value: unknown, field: string, max = 64): string {
+  if (typeof value !== 'string' || value.trim() === '' || [...value].length > max) {
+    throw new YinxinError('validation-failed', `${field} must be 1..${max} characters`, { field });
+  }
+  return value.trim();
+}
+
+function list(value: unknown, field: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0 && v.length <= 128)) {
+    throw new YinxinError('validation-failed', `${field} must be a list of names`, { field });
+  }
+  return [...new Set(value as string[])];
+}
+
+export class SealRegistry {
+  readonly #o: SealRegistryOptions;
+  readonly seals: Table<SealRecord>;
+  readonly usage: Table<UsageRecord>;
+  readonly stats: Table<SealStats>;
+
+  constructor(options: SealRegistryOptions) {
+    this.#o = options;
+    this.seals = options.store.table('seal.seals');
+    this.usage = options.store.table('seal.usage');
+    this.stats = options.store.table('seal.stats');
+  }
+
+  /** A seal-admin asks for a seal; nothing is generated until a second officer approves. */
+  async request(input: SealRequestInput, actor: Actor): Promise<SealView> {
+    const organization = nameCheck(input.organization, 'organization');
+    const name = nameCheck(input.name, 'name');
+    if (!SEAL_KINDS.includes(input.kind)) throw new YinxinError('validation-failed', `kind must be one of ${SEAL_KINDS.join(', ')}`, { field: 'kind' });
+    try {
+      validateSocialCreditCode(input.creditCode);
+    } catch (e) {
+      throw new YinxinError('validation-failed', `creditCode: ${(e as Error).message}`, { field: 'creditCode' }, { cause: e });
+    }
+    if (input.imageJpeg) {
+      if (input.imageJpeg.length > MAX_IMAGE) throw new YinxinError('payload-too-large', `the seal image is larger than ${MAX_IMAGE} bytes`);
+      jpegSize(input.imageJpeg);
+    }
+    const ca = input.ca ?? this.#o.issuingCa ?? 'issuing';
+    this.#o.ca.getAuthority(ca);
+    if (input.unitCertificate) {
+      const unit = this.#o.ca.get(input.unitCertificate.ca, input.unitCertificate.serial);
+      if (!unit) throw new YinxinError('not-found', 'the unit certificate is not known to this CA', { field: 'unitCertificate' });
+      if (unit.identifier !== input.creditCode) throw new YinxinError('validation-failed', 'the unit certificate belongs to another organization', { field: 'unitCertificate' });
+    }
+    const id = randomBytes(8).toString('hex');
+    const record: SealRecord = {
+      id, organization, creditCode: input.creditCode, name, kind: input.kind,
+      keyLabel: `seal/${id}`, keySpec: input.keySpec ?? { type: 'ec', curve: 'P-256' }, ca,
+      users: list(input.users, 'users'), roles: list(input.roles, 'roles'), clients: list(input.clients, 'clients'),
+      requestedBy: actor.actor, requestedByPerson: personOf(actor), requestedAt: this.#o.clock.now().toISOString(),
+    };
+    if (input.imageJpeg) record.imageJpeg = Buffer.from(input.imageJpeg).toString('base64');
+    if (input.unitCertificate) record.unitCertificate = input.unitCertificate;
+    await this.#o.store.transaction((tx) => {
+      tx.put(this.seals, id, record);
+      this.#o.audit.append(tx, { actor: actor.actor, action: 'seal.request', object: `seal:${id}`, outcome: 'success', requestId: actor.requestId,
+        details: { organization, name, kind: input.kind } });
+    });
+    return this.view(record);
+  }
+
+  /**
+   * A second officer approves: the key pair is generated in the HSM, the seal certificate issued
+   * (organization identity with its credit code, seal profile), and the seal becomes active, in one
+   * transaction with the certificate and the audit record.
+   */
+  async approve(id: string, actor: Actor): Promise<SealView> {
+    const seal = this.#mustGet(id);
+    if (seal.approvedAt || seal.rejected) throw new YinxinError('conflict', `seal ${id} was already decided`, { id });
+    if (personOf(actor) === seal.requestedByPerson) {
+      throw new YinxinError('separation-of-duties', 'the seal must be approved by a different officer than the one who requested it');
+    }
+    const subject: Subject = [{ type: 'C', value: 'CN' }, { type: 'O', value: seal.organization }, { type: 'CN', value: seal.name }, { type: 'organizationIdentifier', value: seal.creditCode }];
+    const signer = await this.#o.keys.generateKeyPair(seal.keyLabel, seal.keySpec);
+    try {
+      const prepared = await this.#o.ca.prepare({ ca: seal.ca, profile: 'seal', subject, publicKeyInfo: signer.publicKeyInfo });
+      return await this.#o.store.transaction((tx) => {
+        const current = tx.get(this.seals, id);
+        if (!current || current.approvedAt || current.rejected) throw new YinxinError('conflict', `seal ${id} was already decided`, { id });
+        const cert = this.#o.ca.commit(tx, prepared, actor);
+        const next: SealRecord = { ...current, certificateSerial: cert.serial, approvedBy: actor.actor, approvedAt: this.#o.clock.now().toISOString() };
+        tx.put(this.seals, id, next);
+        this.#o.audit.append(tx, { actor: actor.actor, action: 'seal.approve', object: `seal:${id}`, outcome: 'success', requestId: actor.requestId,
+          details: { certificate: `${cert.ca}/${cert.serial}` } });
+        return this.view(next, cert);
+      });
+    } catch (e) {
+      await this.#o.keys.deleteKey(seal.keyLabel).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async reject(id: string, reason: string, actor: Actor): Promise<SealView> {
+    return this.#o.store.transaction((tx) => {
+      const seal = tx.get(this.seals, id);
+      if (!seal) throw new YinxinError('not-found', `no seal ${id}`, { id });
+      if (seal.approvedAt || seal.rejected) throw new YinxinError('conflict', `seal ${id} was already decided`, { id });
+      const next: SealRecord = { ...seal, rejected: { by: actor.actor, at: this.#o.clock.now().toISOString(), reason: String(reason ?? '').slice(0, 500) } };
+      tx.put(this.seals, id, next);
+      this.#o.audit.append(tx, { actor: actor.actor, action: 'seal.reject', object: `seal:${id}`, outcome: 'success', requestId: actor.requestId });
+      return this.view(next);
+    });
+  }
+
+  /** Who may use the seal (replaces the lists). */
+  async setUsers(id: string, access: { users?: string[]; roles?: string[]; clients?: string[] }, actor: Actor): Promise<SealView> {
+    const users = list(access.users, 'users');
+    const roles = list(access.roles, 'roles');
+    const clients = list(access.clients, 'clients');
+    return this.#o.store.transaction((tx) => {
+      const seal = tx.get(this.seals, id);
+      if (!seal) throw new YinxinError('not-found', `no seal ${id}`, { id });
+      const next = { ...seal, users, roles, clients };
+      tx.put(this.seals, id, next);
+      this.#o.audit.append(tx, { actor: actor.actor, action: 'seal.access', object: `seal:${id}`, outcome: 'success', requestId: actor.requestId, details: { users, roles, clients } });
+      return this.view(next);
+    });
+  }
+
+  /** Suspension, release and revocation go through the certificate (its CA audits them). */
+  async suspend(id: string, actor: Actor): Promise<SealView> {
+    const seal = this.#issued(id);
+    await this.#o.ca.suspend({ ca: seal.ca, serial: seal.certificateSerial! }, actor);
+    return this.get(id);
+  }
+
+  async resume(id: string, actor: Actor): Promise<SealView> {
+    const seal = this.#issued(id);
+    await this.#o.ca.release({ ca: seal.ca, serial: seal.certificateSerial! }, actor);
+    return this.get(id);
+  }
+
+  async revoke(id: string, reason: number = revocationReasons.cessationOfOperation, actor: Actor): Promise<SealView> {
+    const seal = this.#issued(id);
+    await this.#o.ca.revoke({ ca: seal.ca, serial: seal.certificateSerial!, reason }, actor);
+    return this.get(id);
+  }
+
+  get(id: string): SealView {
+    return this.view(this.#mustGet(id));
+  }
+
+  list(filter: { organization?: string; state?: SealState } = {}): SealView[] {
+    const out: SealView[] = [];
+    for (const { value } of this.seals.range()) {
+      if (filter.organization && value.organization !== filter.organization) continue;
+      const v = this.view(value);
+      if (filter.state && v.state !== filter.state) continue;
+      out.push(v);
+    }
+    return out;
+  }
+
+  usageOf(id: string, limit = 100): { stats: SealStats; recent: UsageRecord[] } {
+    this.#mustGet(id);
+    const recent = [...this.usage.range({ start: [id, ''], end: [id, '\uffff'], reverse: true, limit })].map((e) => e.value);
+    return { stats: this.stats.get(id) ?? { uses: 0, pdf: 0, file: 0 }, recent };
+  }
+
+  imageOf(id: string): Uint8Array | undefined {
+    const s = this.#mustGet(id);
+    return s.imageJpeg ? new Uint8Array(Buffer.from(s.imageJpeg, 'base64')) : undefined;
+  }
+
+  view(seal: SealRecord, cert?: CertificateRecord): SealView {
+    const { imageJpeg, ...rest } = seal;
+    const c = cert ?? (seal.certificateSerial ? this.#o.ca.get(seal.ca, seal.certificateSerial) : undefined);
+    let state: SealState;
+    if (seal.rejected) state = 'rejected';
+    else if (!c) state = 'pending';
+    else if (c.status === 'revoked') state = 'revoked';
+    else if (c.status === 'hold') state = 'suspended';
+    else if (new Date(c.notAfter) <= this.#o.clock.now() || new Date(c.notBefore) > this.#o.clock.now()) state = 'expired';
+    else state = 'active';
+    return { ...rest, state, hasImage: imageJpeg !== undefined, ...(c ? { notAfter: c.notAfter } : {}) };
+  }
+
+  /**
+   * The seal's signing credential, if `user` may use it now. Throws 'forbidden' for a user not on
+   * its lists, 'conflict' (details.state) for a seal that is not active.
+   */
+  async credential(id: string, user: SealUser): Promise<{ seal: SealRecord; credential: SealCredential }> {
+    const seal = this.#mustGet(id);
+    const allowed = (user.clientId !== undefined && seal.clients.includes(user.clientId))
+      || (user.clientId === undefined && seal.users.includes(user.username))
+      || user.roles.some((r) => seal.roles.includes(r));
+    if (!allowed) throw new YinxinError('forbidden', `you may not use seal ${id}`, { seal: id });
+    const view = this.view(seal);
+    if (view.state !== 'active') throw new YinxinError('conflict', `seal ${id} is ${view.state}, not active`, { seal: id, state: view.state });
+    const cert = this.#o.ca.get(seal.ca, seal.certificateSerial!)!;
+    const signer = await this.#o.keys.getSigner(seal.keyLabel);
+    return { seal, credential: { signer, certificate: cert.der, chain: this.#o.ca.caChain(seal.ca) } };
+  }
+
+  /** Seals a PDF (PAdES B-T, visible seal) and records the use. The sealed file is returned, never stored. */
+  async sealPdf(id: string, user: SealUser, pdf: Uint8Array, options: { placement?: SealPlacement; reason?: string; location?: string; requestId?: string } = {}): Promise<PadesResult> {
+    const { seal, credential } = await this.credential(id, user);
+    const jpeg = seal.imageJpeg ? new Uint8Array(Buffer.from(seal.imageJpeg, 'base64')) : undefined;
+    const result = await sealPdf(pdf, {
+      ...credential, timeStamper: this.#o.timeStamper, clock: this.#o.clock,
+      image: jpeg ? { kind: 'jpeg', bytes: jpeg } : { kind: 'drawn', organization: seal.organization, sealName: seal.name },
+      placement: options.placement, name: seal.name, reason: options.reason, location: options.location,
+    });
+    await this.#recordUse(seal, user, 'pdf', result.documentDigest, result.hash, options.requestId);
+    return result;
+  }
+
+  /** Seals any file (detached CAdES B-T) and records the use. */
+  async sealFile(id: string, user: SealUser, content: Uint8Array, options: { requestId?: string } = {}): Promise<{ p7s: Uint8Array; documentDigest: string; hash: string }> {
+    const { seal, credential } = await this.credential(id, user);
+    const p7s = await sealFileCades(content, { ...credential, timeStamper: this.#o.timeStamper, clock: this.#o.clock });
+    const hash = sealHash(credential.signer);
+    const documentDigest = Buffer.from(digest(hash, [content])).toString('hex');
+    await this.#recordUse(seal, user, 'file', documentDigest, hash, options.requestId);
+    return { p7s, documentDigest, hash };
+  }
+
+  async #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<void> {
+    const time = this.#o.clock.now().toISOString();
+    await this.#o.store.transaction((tx) => {
+      const stats = tx.get(this.stats, seal.id) ?? { uses: 0, pdf: 0, file: 0 };
+      const next: SealStats = { ...stats, uses: stats.uses + 1, [kind]: stats[kind] + 1, lastUse: time, firstUse: stats.firstUse ?? time };
+      tx.put(this.stats, seal.id, next);
+      tx.put(this.usage, [seal.id, time, next.uses], { actor: user.actor, kind, documentDigest, hash, time });
+      this.#o.audit.append(tx, { actor: user.actor, action: 'seal.use', object: `seal:${seal.id}`, outcome: 'success', requestId,
+        details: { kind, documentDigest, hash } });
+    });
+  }
+
+  #mustGet(id: string): SealRecord {
+    const s = typeof id === 'string' ? this.seals.get(id) : undefined;
+    if (!s) throw new YinxinError('not-found', `no seal ${id}`, { id });
+    return s;
+  }
+
+  #issued(id: string): SealRecord {
+    const s = this.#mustGet(id);
+    if (!s.certificateSerial) throw new YinxinError('conflict', `seal ${id} has not been approved`, { id });
+    return s;
+  }
+}
