@@ -1,0 +1,92 @@
+/**
+ * The seal API through fastify (inject): role checks per route, the two-person approval, sealing
+ * a raw PDF body (checked by pdfsig), a .p7s (checked by openssl), oversize and wrong media
+ * types refused, and the public verification endpoint.
+ */
+import type { LightMyRequestResponse } from 'fastify';
+import { pino } from 'pino';
+import t from 'tap';
+import { buildPublicApp, buildSecureApp } from '../appliance/app.ts';
+import { MetricsRegistry } from '../appliance/metrics.ts';
+import type { Principal } from '../auth/operators.ts';
+import type { Role } from '../auth/roles.ts';
+import { YinxinError } from '../common/errors.ts';
+import { SealRegistry } from './registry.ts';
+import { sealApiRoutes, sealPublicRoutes } from './routes.ts';
+import { CREDIT_CODE, makeSealPki, run } from './test-support.ts';
+import { simplePdf } from './testing-pdfs.ts';
+import { caStatusLookup } from './verify.ts';
+
+const pki = await makeSealPki();
+const registry = new SealRegistry({ store: pki.store, keys: pki.keys, audit: pki.audit, clock: pki.clock, ca: pki.ca, timeStamper: pki.timeStamper });
+const verifyOptions = { trustAnchors: [pki.root], statusOf: caStatusLookup(pki.ca) };
+const principals: Record<string, Principal> = {};
+function who(username: string, roles: Role[], kind: Principal['kind'] = 'operator', tokenId = `s-${username}`): string {
+  const token = `${kind}-${username}`;
+  principals[token] = { kind, username, roles, tokenId, mustChangePassword: false };
+  return token;
+}
+const admin1 = who('sa1', ['seal-admin']);
+const admin2 = who('sa2', ['seal-admin']);
+const clerk = who('clerk', ['ra-officer']);
+const auditor = who('aud', ['auditor']);
+const app1 = who('svc', ['auditor'], 'api-token', 'app1');
+const LIMIT = 200_000;
+const common = { logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), bodyLimit: 64 * 1024, trustProxy: false, health: [] };
+const https = await buildSecureApp({
+  ...common, version: 'test',
+  authenticator: { authenticate(b: string) { const p = principals[b]; if (!p) throw new YinxinError('unauthenticated', 'unknown'); return p; } },
+  plugins: [(app) => sealApiRoutes(app, { registry, verifyOptions, maxUploadBytes: LIMIT })],
+});
+const http = await buildPublicApp({ ...common, plugins: [(app) => sealPublicRoutes(app, { verifyOptions, maxUploadBytes: LIMIT })] });
+t.teardown(async () => { await https.close(); await http.close(); pki.cleanup(); });
+
+function api(token: string | null, method: 'GET' | 'POST' | 'PUT', url: string, payload?: unknown, type?: string): Promise<LightMyRequestResponse> {
+  return https.inject({ method, url, ...(payload !== undefined ? { payload: payload as string } : {}),
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(type ? { 'content-type': type } : {}) } });
+}
+
+t.test('registry over the API, sealing and verifying', async (t) => {
+  t.equal((await api(clerk, 'POST', '/api/v1/seals', { organization: '办公厅', creditCode: CREDIT_CODE, name: '公章', kind: 'official' })).statusCode, 403, 'ra-officer cannot create seals');
+  t.equal((await api(null, 'GET', '/api/v1/seals')).statusCode, 401);
+  const created = await api(admin1, 'POST', '/api/v1/seals', { organization: '福州市人民政府办公厅', creditCode: CREDIT_CODE, name: '公章', kind: 'official', users: ['clerk'], clients: ['app1'] });
+  t.equal(created.statusCode, 201, created.body);
+  const id = created.json().id as string;
+  const self = await api(admin1, 'POST', `/api/v1/seals/${id}/approve`);
+  t.equal(self.statusCode, 403);
+  t.equal(self.json().code, 'separation-of-duties');
+  const approved = await api(admin2, 'POST', `/api/v1/seals/${id}/approve`);
+  t.equal(approved.json().state, 'active', approved.body);
+  t.equal((await api(auditor, 'GET', `/api/v1/seals/${id}`)).statusCode, 200);
+
+  const sealed = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf?page=1&x=100&y=100&reason=approved`, Buffer.from(simplePdf()), 'application/pdf');
+  t.equal(sealed.statusCode, 200, sealed.body.slice(0, 300));
+  t.equal(sealed.headers['content-type'], 'application/pdf');
+  const out = run('pdfsig', [pki.file('api.pdf', sealed.rawPayload)]).out;
+  t.match(out, /Signature is Valid\./, out);
+  t.equal((await api(auditor, 'POST', `/api/v1/seals/${id}/pdf`, Buffer.from(simplePdf()), 'application/pdf')).statusCode, 403, 'not on the access list');
+  t.equal((await api(clerk, 'POST', `/api/v1/seals/${id}/pdf`, 'x', 'text/plain')).statusCode, 415);
+  const big = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf`, Buffer.alloc(LIMIT + 1), 'application/pdf');
+  t.equal(big.statusCode, 413, big.body);
+  const junk = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf`, Buffer.from('%PDF-1.7 junk'), 'application/pdf');
+  t.equal(junk.statusCode, 400);
+  t.equal(junk.json().details?.reason, 'pdf-malformed');
+
+  const p7s = await api(app1, 'POST', `/api/v1/seals/${id}/file`, Buffer.from('any file'), 'application/octet-stream');
+  t.equal(p7s.statusCode, 200, p7s.body.slice(0, 300));
+  const v = run('openssl', ['cms', '-verify', '-binary', '-inform', 'DER', '-in', pki.file('api.p7s', p7s.rawPayload), '-content', pki.file('api.txt', 'any file'), '-CAfile', pki.rootFile, '-purpose', 'any', '-out', '/dev/null']);
+  t.equal(v.status, 0, v.out);
+
+  const pub = await http.inject({ method: 'POST', url: '/seal/verify', payload: sealed.rawPayload, headers: { 'content-type': 'application/pdf' } });
+  t.equal(pub.statusCode, 200, pub.body.slice(0, 300));
+  t.equal(pub.json().valid, true, pub.json().summary);
+  const detached = await http.inject({ method: 'POST', url: '/seal/verify', payload: { file: Buffer.from('any file').toString('base64'), signature: p7s.rawPayload.toString('base64') } });
+  t.equal(detached.json().valid, true, detached.body);
+  const usage = await api(auditor, 'GET', `/api/v1/seals/${id}/usage`);
+  t.equal(usage.json().stats.uses, 2);
+
+  t.equal((await api(admin2, 'POST', `/api/v1/seals/${id}/suspend`)).json().state, 'suspended');
+  const refused = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf`, Buffer.from(simplePdf()), 'application/pdf');
+  t.equal(refused.statusCode, 409);
+  t.ok(https.apiRoutes.filter((r) => r.url.startsWith('/api/v1/seals')).every((r) => r.permission), 'every route declares a permission');
+});

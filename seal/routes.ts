@@ -1,0 +1,128 @@
+/**
+ * The seal service's HTTP surface, as two fastify plugins for the composition root:
+ *
+ *   sealApiRoutes (HTTPS /api/v1)
+ *     GET  /api/v1/seals                      seals:read     list (?organization, ?state)
+ *     POST /api/v1/seals                      seals:manage   request a seal (JSON; imageJpeg base64)
+ *     GET  /api/v1/seals/{id}                 seals:read
+ *     POST /api/v1/seals/{id}/approve         seals:manage   a second officer (another person)
+ *     POST /api/v1/seals/{id}/reject          seals:manage
+ *     PUT  /api/v1/seals/{id}/access          seals:manage   { users, roles, clients }
+ *     POST /api/v1/seals/{id}/suspend|resume|revoke  seals:manage (through the certificate)
+ *     GET  /api/v1/seals/{id}/usage           seals:read     statistics and recent uses
+ *     POST /api/v1/seals/{id}/pdf             authenticated  raw application/pdf body, ?page&x&y&size&reason&location;
+ *                                                            the seal's own access list decides -> sealed application/pdf
+ *     POST /api/v1/seals/{id}/file            authenticated  raw application/octet-stream -> application/pkcs7-signature (.p7s)
+ *     POST /api/v1/seals/verify               authenticated  raw application/pdf, or JSON { file, signature } (base64)
+ *
+ *   sealPublicRoutes (public HTTP, for applications)
+ *     POST /seal/verify                       the same verification, no authentication
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { principalOf } from '../auth/guard.ts';
+import { actorName } from '../auth/operators.ts';
+import type { Actor } from '../ca/authority.ts';
+import { YinxinError } from '../common/errors.ts';
+import type { SealRegistry, SealRequestInput, SealState, SealUser } from './registry.ts';
+import { verifyDetached, verifyPdf, type SealVerifyOptions, type VerificationReport } from './verify.ts';
+
+export interface SealRoutesOptions {
+  registry: SealRegistry;
+  verifyOptions: SealVerifyOptions;
+  /** Largest PDF or file accepted for sealing or verification (default 50 MiB). */
+  maxUploadBytes?: number;
+}
+
+const PDF = 'application/pdf';
+const OCTETS = 'application/octet-stream';
+const P7S = 'application/pkcs7-signature';
+
+function rawBodies(app: FastifyInstance, limit: number): void {
+  for (const type of [PDF, OCTETS]) {
+    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: limit }, (_req, body, done) => done(null, body));
+  }
+}
+
+function actorOf(request: FastifyRequest): Actor {
+  const p = principalOf(request);
+  return { actor: actorName(p), person: p.username, requestId: request.id };
+}
+
+function sealUserOf(request: FastifyRequest): SealUser {
+  const p = principalOf(request);
+  return { actor: actorName(p), username: p.username, roles: p.roles, ...(p.kind === 'api-token' ? { clientId: p.tokenId } : {}) };
+}
+
+function bytes(body: unknown, type: string): Uint8Array {
+  if (!Buffer.isBuffer(body) || body.length === 0) throw new YinxinError('unsupported-media-type', `send the document as a non-empty ${type} body`);
+  return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+}
+
+function num(v: unknown, field: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new YinxinError('validation-failed', `${field} must be a number`, { field });
+  return n;
+}
+
+function base64(v: unknown, field: string): Uint8Array {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9+/=\s]+$/.test(v)) throw new YinxinError('validation-failed', `${field} must be base64`, { field });
+  return new Uint8Array(Buffer.from(v, 'base64'));
+}
+
+async function verifyRequest(request: FastifyRequest, options: SealVerifyOptions): Promise<VerificationReport> {
+  const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type === PDF) return verifyPdf(bytes(request.body, PDF), options);
+  if (type === 'application/json') {
+    const b = (request.body ?? {}) as { file?: unknown; signature?: unknown };
+    return verifyDetached(base64(b.file, 'file'), base64(b.signature, 'signature'), options);
+  }
+  throw new YinxinError('unsupported-media-type', 'send application/pdf, or JSON { file, signature } in base64');
+}
+
+export async function sealApiRoutes(app: FastifyInstance, options: SealRoutesOptions): Promise<void> {
+  const { registry } = options;
+  const limit = options.maxUploadBytes ?? 50 * 1024 * 1024;
+  rawBodies(app, limit);
+  const P = '/api/v1/seals';
+
+  app.get<{ Querystring: { organization?: string; state?: SealState } }>(P, { config: { permission: 'seals:read' } },
+    async (req) => ({ items: registry.list({ organization: req.query.organization, state: req.query.state }) }));
+  app.post<{ Body: Record<string, unknown> }>(P, { config: { permission: 'seals:manage' }, bodyLimit: 1024 * 1024 }, async (req, reply) => {
+    const b = req.body ?? {};
+    const input = { ...b, imageJpeg: b.imageJpeg === undefined ? undefined : base64(b.imageJpeg, 'imageJpeg') } as unknown as SealRequestInput;
+    return reply.code(201).send(await registry.request(input, actorOf(req)));
+  });
+  app.get<{ Params: { id: string } }>(`${P}/:id`, { config: { permission: 'seals:read' } }, async (req) => registry.get(req.params.id));
+  app.post<{ Params: { id: string } }>(`${P}/:id/approve`, { config: { permission: 'seals:manage' } }, async (req) => registry.approve(req.params.id, actorOf(req)));
+  app.post<{ Params: { id: string }; Body: { reason?: string } }>(`${P}/:id/reject`, { config: { permission: 'seals:manage' } },
+    async (req) => registry.reject(req.params.id, req.body?.reason ?? '', actorOf(req)));
+  app.put<{ Params: { id: string }; Body: { users?: string[]; roles?: string[]; clients?: string[] } }>(`${P}/:id/access`, { config: { permission: 'seals:manage' } },
+    async (req) => registry.setUsers(req.params.id, req.body ?? {}, actorOf(req)));
+  app.post<{ Params: { id: string } }>(`${P}/:id/suspend`, { config: { permission: 'seals:manage' } }, async (req) => registry.suspend(req.params.id, actorOf(req)));
+  app.post<{ Params: { id: string } }>(`${P}/:id/resume`, { config: { permission: 'seals:manage' } }, async (req) => registry.resume(req.params.id, actorOf(req)));
+  app.post<{ Params: { id: string }; Body: { reason?: number } }>(`${P}/:id/revoke`, { config: { permission: 'seals:manage' } },
+    async (req) => registry.revoke(req.params.id, req.body?.reason ?? 5, actorOf(req)));
+  app.get<{ Params: { id: string } }>(`${P}/:id/usage`, { config: { permission: 'seals:read' } }, async (req) => registry.usageOf(req.params.id));
+
+  app.post<{ Params: { id: string }; Querystring: Record<string, string | undefined> }>(`${P}/:id/pdf`, { config: { permission: 'authenticated' }, bodyLimit: limit }, async (req, reply) => {
+    const q = req.query;
+    const result = await registry.sealPdf(req.params.id, sealUserOf(req), bytes(req.body, PDF), {
+      placement: { page: num(q.page, 'page'), x: num(q.x, 'x'), y: num(q.y, 'y'), size: num(q.size, 'size') },
+      reason: q.reason, location: q.location, requestId: req.id,
+    });
+    return reply.type(PDF).header('cache-control', 'no-store').header('x-document-digest', `${result.hash}:${result.documentDigest}`).send(Buffer.from(result.pdf));
+  });
+  app.post<{ Params: { id: string } }>(`${P}/:id/file`, { config: { permission: 'authenticated' }, bodyLimit: limit }, async (req, reply) => {
+    const result = await registry.sealFile(req.params.id, sealUserOf(req), bytes(req.body, OCTETS), { requestId: req.id });
+    return reply.type(P7S).header('cache-control', 'no-store').header('content-disposition', 'attachment; filename="seal.p7s"').send(Buffer.from(result.p7s));
+  });
+  app.post(`${P}/verify`, { config: { permission: 'authenticated' }, bodyLimit: limit }, async (req) => verifyRequest(req, options.verifyOptions));
+}
+
+/** The public verification endpoint applications call (no authentication). */
+export async function sealPublicRoutes(app: FastifyInstance, options: Pick<SealRoutesOptions, 'verifyOptions' | 'maxUploadBytes'>): Promise<void> {
+  const limit = options.maxUploadBytes ?? 50 * 1024 * 1024;
+  rawBodies(app, limit);
+  app.post('/seal/verify', { bodyLimit: limit }, async (req) => verifyRequest(req, options.verifyOptions));
+}
