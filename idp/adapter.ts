@@ -1,0 +1,165 @@
+/**
+ * oidc-provider's persistence adapter on our Store (LMDB in the appliance), for every model
+ * (Session, Interaction, AuthorizationCode, AccessToken, RefreshToken, ClientCredentials, Grant,
+ * ReplayDetection, BackchannelAuthenticationRequest, ...), with expiry. Clients are not stored
+ * here: the `Client` model is answered from the directory's applications (registered by an
+ * administrator), so a disabled application stops working at once.
+ *
+ * Tables:
+ *   idp.oidc         [model, id] -> { payload, expiresAt (epoch ms) }
+ *   idp.oidc.uid     uid -> [model, id]              (Session.findByUid)
+ *   idp.oidc.code    userCode -> [model, id]         (device flow; unused but part of the contract)
+ *   idp.oidc.grant   [grantId, model, id] -> 1       (revokeByGrantId: one range read)
+ *   idp.oidc.expiry  [expiresAt, model, id] -> 1     (sweep of expired entries)
+ *
+ * Expired entries are invisible to find() at once and removed by sweep() (run on a timer).
+ */
+import type { Store, Table } from '../store/store.ts';
+import type { Clock } from '../common/clock.ts';
+
+export interface AdapterPayload {
+  [key: string]: unknown;
+  grantId?: string;
+  uid?: string;
+  userCode?: string;
+  consumed?: number;
+}
+
+interface Entry {
+  payload: AdapterPayload;
+  expiresAt: number;
+}
+
+export interface OidcAdapter {
+  upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void>;
+  find(id: string): Promise<AdapterPayload | undefined>;
+  findByUserCode(userCode: string): Promise<AdapterPayload | undefined>;
+  findByUid(uid: string): Promise<AdapterPayload | undefined>;
+  consume(id: string): Promise<void>;
+  destroy(id: string): Promise<void>;
+  revokeByGrantId(grantId: string): Promise<void>;
+}
+
+export class OidcStorage {
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #entries: Table<Entry>;
+  readonly #uids: Table<[string, string]>;
+  readonly #userCodes: Table<[string, string]>;
+  readonly #grants: Table<number>;
+  readonly #expiry: Table<number>;
+  /** Answers the Client model (clients come from the directory). */
+  readonly #clients: (id: string) => AdapterPayload | undefined;
+
+  constructor(o: { store: Store; clock: Clock; clients: (id: string) => AdapterPayload | undefined }) {
+    this.#store = o.store;
+    this.#clock = o.clock;
+    this.#clients = o.clients;
+    this.#entries = o.store.table('idp.oidc');
+    this.#uids = o.store.table('idp.oidc.uid');
+    this.#userCodes = o.store.table('idp.oidc.code');
+    this.#grants = o.store.table('idp.oidc.grant');
+    this.#expiry = o.store.table('idp.oidc.expiry');
+  }
+
+  /** The adapter class oidc-provider instantiates once per model name. */
+  adapterClass(): new (model: string) => OidcAdapter {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const storage = this;
+    return class StoreAdapter implements OidcAdapter {
+      readonly model: string;
+      constructor(model: string) {
+        this.model = model;
+      }
+      upsert(id: string, payload: AdapterPayload, expiresIn: number) { return storage.upsert(this.model, id, payload, expiresIn); }
+      async find(id: string) { return this.model === 'Client' ? storage.client(id) : storage.find(this.model, id); }
+      async findByUserCode(userCode: string) { return storage.findByRef(storage.userCodeRef(userCode)); }
+      async findByUid(uid: string) { return storage.findByRef(storage.uidRef(uid)); }
+      consume(id: string) { return storage.consume(this.model, id); }
+      destroy(id: string) { return storage.destroy(this.model, id); }
+      revokeByGrantId(grantId: string) { return storage.revokeByGrantId(grantId); }
+    };
+  }
+
+  client(id: string): AdapterPayload | undefined {
+    return this.#clients(id);
+  }
+
+  uidRef(uid: string): [string, string] | undefined {
+    return this.#uids.get(uid);
+  }
+
+  userCodeRef(code: string): [string, string] | undefined {
+    return this.#userCodes.get(code);
+  }
+
+  async upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+    const expiresAt = expiresIn ? this.#clock.now().getTime() + expiresIn * 1000 : Number.MAX_SAFE_INTEGER;
+    await this.#store.transaction((tx) => {
+      const old = tx.get(this.#entries, [model, id]);
+      if (old) tx.remove(this.#expiry, [old.expiresAt, model, id]);
+      tx.put(this.#entries, [model, id], { payload, expiresAt });
+      tx.put(this.#expiry, [expiresAt, model, id], 1);
+      if (payload.grantId) tx.put(this.#grants, [payload.grantId, model, id], 1);
+      if (payload.uid) tx.put(this.#uids, payload.uid, [model, id]);
+      if (payload.userCode) tx.put(this.#userCodes, payload.userCode, [model, id]);
+    });
+  }
+
+  find(model: string, id: string): AdapterPayload | undefined {
+    const e = this.#entries.get([model, id]);
+    if (!e || e.expiresAt <= this.#clock.now().getTime()) return undefined;
+    return e.payload;
+  }
+
+  findByRef(ref: [string, string] | undefined): AdapterPayload | undefined {
+    return ref ? this.find(ref[0], ref[1]) : undefined;
+  }
+
+  async consume(model: string, id: string): Promise<void> {
+    await this.#store.transaction((tx) => {
+      const e = tx.get(this.#entries, [model, id]);
+      if (e) tx.put(this.#entries, [model, id], { ...e, payload: { ...e.payload, consumed: Math.floor(this.#clock.now().getTime() / 1000) } });
+    });
+  }
+
+  async destroy(model: string, id: string): Promise<void> {
+    await this.#store.transaction((tx) => this.#remove(tx, model, id));
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    const refs = [...this.#grants.range({ start: [grantId], end: [grantId, '\uffff'] })].map((e) => e.key as [string, string, string]);
+    await this.#store.transaction((tx) => {
+      for (const [, model, id] of refs) this.#remove(tx, model, id);
+    });
+  }
+
+  /** Removes every entry that expired; returns how many. */
+  async sweep(limit = 10_000): Promise<number> {
+    const now = this.#clock.now().getTime();
+    const due = [...this.#expiry.range({ end: [now], limit })].map((e) => e.key as [number, string, string]);
+    if (!due.length) return 0;
+    await this.#store.transaction((tx) => {
+      for (const [, model, id] of due) this.#remove(tx, model, id);
+    });
+    return due.length;
+  }
+
+  /** Active entries of one model (e.g. sessions, for the admin API). */
+  *entries(model: string): Iterable<{ id: string; payload: AdapterPayload; expiresAt: number }> {
+    const now = this.#clock.now().getTime();
+    for (const { key, value } of this.#entries.range({ start: [model], end: [model, '\uffff'] })) {
+      if (value.expiresAt > now) yield { id: (key as string[])[1], payload: value.payload, expiresAt: value.expiresAt };
+    }
+  }
+
+  #remove(tx: Parameters<Parameters<Store['transaction']>[0]>[0], model: string, id: string): void {
+    const e = tx.get(this.#entries, [model, id]);
+    if (!e) return;
+    tx.remove(this.#entries, [model, id]);
+    tx.remove(this.#expiry, [e.expiresAt, model, id]);
+    if (e.payload.grantId) tx.remove(this.#grants, [e.payload.grantId, model, id]);
+    if (e.payload.uid && this.#uids.get(e.payload.uid)?.[1] === id) tx.remove(this.#uids, e.payload.uid);
+    if (e.payload.userCode) tx.remove(this.#userCodes, e.payload.userCode);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The IdP's public surface. The composition root calls openIdentityProvider() once at start and
+ * registers `routes` on the HTTPS app (buildApps), then calls stop() at shutdown.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/types.ts';
+import type { Clock } from '../common/clock.ts';
+import type { KeyStore } from '../hsm/signer.ts';
+import type { Store } from '../store/store.ts';
+import { OidcStorage } from './adapter.ts';
+import { casRoutes, CasService } from './cas.ts';
+import { Directory, type LockoutPolicy } from './directory.ts';
+import { buildProvider, clientMetadata, DEFAULT_TTLS, type OidcProvider, type ProviderTtls } from './provider.ts';
+import { idpAdminRoutes, interactionRoutes, oidcProviderRoutes } from './routes.ts';
+import { SigningKeys } from './signing-keys.ts';
+import type { UserRecord } from './directory.ts';
+import type { Argon2Params, PasswordPolicy } from '../auth/passwords.ts';
+
+export { Directory } from './directory.ts';
+export type { UserRecord, UserView, DepartmentRecord, ApplicationRecord, ApplicationView, RoleRecord, AssignmentRecord, PermissionRecord, Authorization, LockoutPolicy } from './directory.ts';
+export { OidcStorage } from './adapter.ts';
+export { SigningKeys, HsmSigningKey, ecdsaDerToJose } from './signing-keys.ts';
+export { ACR, CAS_CLIENT_ID, DEFAULT_TTLS } from './provider.ts';
+export { CasService } from './cas.ts';
+
+export interface IdentityProviderConfig {
+  /** The issuer: the appliance's HTTPS URL (config.httpsUrl), e.g. https://127.0.0.1:8443. */
+  issuer: string;
+  /** Honour X-Forwarded-* (appliance trustProxy). */
+  proxy?: boolean;
+  ttl?: Partial<ProviderTtls>;
+  argon2?: Argon2Params;
+  passwordPolicy?: PasswordPolicy;
+  lockout?: LockoutPolicy;
+  /** How often expired tokens/sessions are swept from the store. */
+  sweepIntervalMs?: number;
+}
+
+export interface IdentityProviderOptions {
+  store: Store;
+  keys: KeyStore;
+  audit: AuditLog;
+  clock: Clock;
+  config: IdentityProviderConfig;
+  logger?: Logger;
+  /** Certificate login (see certificate-login.ts); omitted: the login page offers passwords only. */
+  certificateLogin?: (request: FastifyRequest) => Promise<UserRecord>;
+  /** Fetch for back-channel logout and CAS single logout (tests pass one trusting their CA). */
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
+}
+
+export interface IdentityProvider {
+  provider: OidcProvider;
+  directory: Directory;
+  storage: OidcStorage;
+  signingKeys: SigningKeys;
+  cas: CasService;
+  /** Registers everything on the HTTPS app: provider, sign-in pages, CAS, /idp/check, /api/v1/idp. */
+  routes(app: FastifyInstance): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function openIdentityProvider(o: IdentityProviderOptions): Promise<IdentityProvider> {
+  const { store, clock, audit, keys, config } = o;
+  const issuer = config.issuer.replace(/\/$/, '');
+  const directory = new Directory({ store, audit, clock, argon2: config.argon2, passwordPolicy: config.passwordPolicy, lockout: config.lockout });
+  const storage = new OidcStorage({ store, clock, clients: (id) => clientMetadata(directory, issuer, id) });
+  const ttl = { ...DEFAULT_TTLS, ...config.ttl };
+  const signingKeys = new SigningKeys({ keys, store, audit, clock, overlapSeconds: Math.max(ttl.idToken, ttl.accessToken) + 300 });
+  const provider = await buildProvider({ issuer, store, clock, directory, storage, signingKeys: await signingKeys.load(), ttl, proxy: config.proxy, fetch: o.fetch });
+  const cas = new CasService({ store, clock, directory, audit, issuer, fetch: o.fetch });
+  provider.on('end_session.success', (ctx: { oidc?: { session?: { accountId?: string } } }) => {
+    const accountId = ctx.oidc?.session?.accountId;
+    if (accountId) void cas.singleLogout(accountId).catch((e) => o.logger?.warn({ err: e }, 'CAS single logout failed'));
+  });
+  for (const event of ['grant.error', 'server_error', 'authorization.error', 'end_session.error', 'introspection.error', 'revocation.error', 'userinfo.error']) {
+    provider.on(event, (_ctx: unknown, err: Error) => o.logger?.debug({ err, event }, 'IdP protocol error'));
+  }
+  provider.on('backchannel.error', (_ctx: unknown, err: Error, clientId: string) => o.logger?.warn({ err, clientId }, 'back-channel logout failed'));
+  const sweep = setInterval(() => {
+    void storage.sweep().catch((e) => o.logger?.warn({ err: e }, 'sweeping expired IdP entries failed'));
+    cas.sweep();
+  }, config.sweepIntervalMs ?? 60_000);
+  sweep.unref();
+  return {
+    provider, directory, storage, signingKeys, cas,
+    async routes(app) {
+      await oidcProviderRoutes(app, { provider });
+      await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin: o.certificateLogin }));
+      await app.register(async (scope) => casRoutes(scope, { cas, provider, directory }));
+      await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider }));
+    },
+    async stop() {
+      clearInterval(sweep);
+    },
+  };
+}

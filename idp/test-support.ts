@@ -1,0 +1,170 @@
+/**
+ * Test harness for the IdP: a real HTTPS server on 127.0.0.1:0 (the appliance's secure app with
+ * the IdP's routes, on an LMDB store in a temp directory, self-signed TLS from openssl), a
+ * fetch that trusts only that certificate, and a small cookie-carrying "browser" that follows
+ * redirects by hand. Not used by the appliance.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { pino } from 'pino';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { buildSecureApp } from '../appliance/app.ts';
+import { MetricsRegistry } from '../appliance/metrics.ts';
+import { OperatorService } from '../auth/operators.ts';
+import { TableAuditLog } from '../ca/test-support.ts';
+import { systemClock, type Clock } from '../common/clock.ts';
+import { SoftwareKeyStore } from '../hsm/software.ts';
+import type { KeyStore } from '../hsm/signer.ts';
+import { openLmdbStore } from '../store/lmdb.ts';
+import type { Store } from '../store/store.ts';
+import { openIdentityProvider, type IdentityProvider } from './index.ts';
+import type { UserRecord } from './directory.ts';
+
+/** A self-signed P-256 certificate for 127.0.0.1 and localhost, made by openssl. */
+export function selfSignedTls(dir: string): { key: string; cert: string } {
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')], { stdio: 'ignore' });
+  return { key: readFileSync(join(dir, 'tls.key'), 'utf8'), cert: readFileSync(join(dir, 'tls.crt'), 'utf8') };
+}
+
+export type Fetch = (url: string | URL, init?: RequestInit) => Promise<Response>;
+
+/** fetch that trusts exactly the given CA certificates (and presents a client certificate if given). */
+export function trustingFetch(ca: string | string[], client?: { key: string; cert: string }): Fetch {
+  const agent = new Agent({ connect: { ca, ...(client ?? {}) } });
+  return ((url: string | URL, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: agent } as never)) as unknown as Fetch;
+}
+
+export interface TestIdp {
+  issuer: string;
+  idp: IdentityProvider;
+  app: FastifyInstance;
+  store: Store;
+  keys: KeyStore;
+  audit: TableAuditLog;
+  tls: { key: string; cert: string };
+  fetch: Fetch;
+  operators: OperatorService;
+  /** A bearer token of an operator with the idp-admin role. */
+  adminToken: string;
+  close(): Promise<void>;
+}
+
+export async function startTestIdp(o: {
+  clock?: Clock; ttl?: Parameters<typeof openIdentityProvider>[0]['config']['ttl'];
+  certificateLogin?: (req: FastifyRequest) => Promise<UserRecord>;
+  tls?: { key: string; cert: string };
+} = {}): Promise<TestIdp> {
+  const dir = mkdtempSync(join(tmpdir(), 'yinxin-idp-'));
+  const clock = o.clock ?? systemClock;
+  const store = openLmdbStore(join(dir, 'store'));
+  const audit = new TableAuditLog(store, clock);
+  const keys = new SoftwareKeyStore();
+  const tls = o.tls ?? selfSignedTls(dir);
+  const fetch = trustingFetch(tls.cert);
+  const logger = pino({ level: 'silent' });
+  const operators = new OperatorService({ store, audit, clock, sessionTtlSeconds: 3600, argon2: { memoryKiB: 64, passes: 1, parallelism: 1 } });
+  // The issuer needs the port, known only after listen: reserve it by listening first with a placeholder.
+  const probe = await import('node:net').then((net) => new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  }));
+  const issuer = `https://127.0.0.1:${probe}`;
+  const idp = await openIdentityProvider({
+    store, keys, audit, clock, logger, fetch: fetch as never, certificateLogin: o.certificateLogin,
+    config: { issuer, ttl: o.ttl, argon2: { memoryKiB: 1024, passes: 1, parallelism: 1 }, lockout: { threshold: 3, baseSeconds: 1, maxSeconds: 2 } },
+  });
+  const app = await buildSecureApp({
+    logger, metrics: new MetricsRegistry(), bodyLimit: 1 << 20, trustProxy: false, health: [], authenticator: operators, version: 'test',
+    https: tls, plugins: [(a) => idp.routes(a)],
+  });
+  await app.listen({ host: '127.0.0.1', port: probe });
+  const admin = await operators.createOperator({ kind: 'operator', username: 'root', roles: ['ca-admin'], tokenId: 'x', mustChangePassword: false }, { username: 'idpadmin', roles: ['idp-admin'] });
+  const login = await operators.login('idpadmin', admin.password);
+  let adminToken = login.token;
+  if (login.principal.mustChangePassword) {
+    await operators.changePassword(login.principal, admin.password, 'Correct-Horse-9-Battery');
+    adminToken = (await operators.login('idpadmin', 'Correct-Horse-9-Battery')).token;
+  }
+  return {
+    issuer, idp, app, store, keys, audit, tls, fetch, operators, adminToken,
+    async close() {
+      await app.close();
+      await idp.stop();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A browser: carries cookies per host, follows redirects by hand (so tests can stop at the RP's callback), submits forms. */
+export class Browser {
+  readonly #fetch: Fetch;
+  readonly cookies = new Map<string, string>();
+  constructor(fetch: Fetch) {
+    this.#fetch = fetch;
+  }
+
+  async request(url: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<Response> {
+    const headers: Record<string, string> = { 'accept-language': 'en' };
+    const jar = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    if (jar) headers.cookie = jar;
+    let body: string | undefined;
+    if (init.form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(init.form).toString();
+    }
+    const res = await this.#fetch(url, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = c.split(';');
+      const i = pair.indexOf('=');
+      const name = pair.slice(0, i).trim();
+      const value = pair.slice(i + 1).trim();
+      const expired = attrs.some((a) => /^\s*expires=/i.test(a) && new Date(a.split('=')[1]).getTime() < Date.now()) || attrs.some((a) => /^\s*max-age=0/i.test(a));
+      if (expired || value === '') this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    return res;
+  }
+
+  /**
+   * Follows redirects from `url` until one leaves the issuer (returned as { redirect }) or a page is
+   * shown (returned as { page, url }).
+   */
+  async follow(url: string, issuer: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<{ redirect?: string; page?: string; status: number; url: string }> {
+    let current = url;
+    let res = await this.request(current, init);
+    for (let hops = 0; hops < 20; hops++) {
+      const location = res.headers.get('location');
+      if (res.status >= 300 && res.status < 400 && location) {
+        const next = new URL(location, current).href;
+        if (!next.startsWith(issuer)) return { redirect: next, status: res.status, url: current };
+        current = next;
+        res = await this.request(current);
+        continue;
+      }
+      return { page: await res.text(), status: res.status, url: current };
+    }
+    throw new Error('too many redirects');
+  }
+}
+
+/** The action and hidden inputs of the first (or the named) form of a page. */
+export function formOf(html: string, id?: string): { action: string; fields: Record<string, string> } {
+  const forms = [...html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/g)];
+  const form = id ? forms.find((f) => f[1].includes(`id="${id}"`)) : forms[0];
+  if (!form) throw new Error(`no form in page: ${html.slice(0, 300)}`);
+  const action = /action="([^"]*)"/.exec(form[1])?.[1] ?? '';
+  const fields: Record<string, string> = {};
+  for (const m of form[2].matchAll(/<input\b[^>]*>/g)) {
+    const name = /name="([^"]*)"/.exec(m[0])?.[1];
+    const value = /value="([^"]*)"/.exec(m[0])?.[1] ?? '';
+    if (name) fields[name] = value.replace(/&amp;/g, '&').replace(/&quot;/g, '"');
+  }
+  return { action: action.replace(/&amp;/g, '&'), fields };
+}
