@@ -154,8 +154,13 @@ export async function buildProvider(o: ProviderOptions): Promise<OidcProvider> {
     },
     features: {
       devInteractions: { enabled: false },
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      // A client may introspect or revoke only its own tokens (or, introspection, tokens for its API).
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId?: string; aud?: string | string[] }) =>
+          token.clientId === client.clientId || [token.aud].flat().includes(directory.getApplication(client.clientId)?.resource),
+      },
+      revocation: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId?: string }) => token.clientId === client.clientId },
       userinfo: { enabled: true },
       clientCredentials: { enabled: true },
       backchannelLogout: { enabled: true },
