@@ -16,8 +16,8 @@
  * included, and LMDB's copy-on-write B-tree never shows half a transaction.
  *
  * Several processes may open the same directory: one writer (the appliance) and any number of
- * read-only readers (a standalone OCSP responder, `yinxin status`). Readers see each commit as
- * soon as it is made: lmdb-js renews its read snapshot on each event-loop turn.
+ * read-only readers (a standalone OCSP responder, `yinxin status`). A reader sees a commit from
+ * the next event-loop timer turn after it: lmdb-js renews its read snapshot from a zero-delay timer.
  */
 import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
