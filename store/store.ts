@@ -17,6 +17,7 @@ export interface RangeOptions {
   start?: Key;
   /** Exclusive. */
   end?: Key;
+  /** Walks the same [start, end) interval from its end (start stays the lower bound). */
   reverse?: boolean;
   limit?: number;
   offset?: number;
