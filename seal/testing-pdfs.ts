@@ -7,8 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** A valid one-page PDF with some text, written by hand with byte-exact xref offsets. */
-export function simplePdf(text = 'Official document'): Uint8Array {
-  const content = `BT /F1 24 Tf 72 720 Td (${text}) Tj ET`;
+export function simplePdf(text = 'Official document', extraContent = ''): Uint8Array {
+  const content = `BT /F1 24 Tf 72 720 Td (${text}) Tj ET${extraContent}`;
   const objects = [
     '<< /Type /Catalog /Pages 2 0 R >>',
     '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',

@@ -1,0 +1,92 @@
+/**
+ * Seal throughput, in one process on software keys and the in-memory store (the HSM's sign rate
+ * is measured by bench/hsm-sign.ts; here we measure the seal service's own cost):
+ *   - PAdES B-T seals/s on a 20-page ~500 KB PDF, time stamp included, beside loading and saving
+ *     the same PDF in the same run (read the file, parse every object with seal/pdf.ts, write a
+ *     whole new file with a fresh xref; and `qpdf in out` as an outside reference). Target <= 2x.
+ *   - CAdES B-T seals/s on 1 KB and 10 MB files beside the TSA core's own tokens/s. Target >= 50%.
+ *
+ *   node bench/seal.ts [seconds-per-row=3]
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { sealFileCades } from '../seal/cades.ts';
+import { sealPdf } from '../seal/pades.ts';
+import { PdfDocument, PdfStream, serialize } from '../seal/pdf.ts';
+import { makeSealPki } from '../seal/test-support.ts';
+import { simplePdf } from '../seal/testing-pdfs.ts';
+import { buildTimeStampQuery } from '../tsa/client.ts';
+
+const seconds = Number(process.argv[2] ?? 3);
+const pki = await makeSealPki();
+const cred = await pki.credential('seal/bench', '福州市人民政府办公厅', '福州市人民政府办公厅公章');
+
+async function rate(fn: () => Promise<unknown> | unknown): Promise<number> {
+  for (let i = 0; i < 3; i++) await fn();
+  const until = performance.now() + seconds * 1000;
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() < until) { await fn(); n++; }
+  return n / ((performance.now() - start) / 1000);
+}
+
+// A 20-page document of ~500 KB: 20 one-page files with ~25 KB of distinct uncompressed text each, joined by qpdf.
+const pageFiles = Array.from({ length: 20 }, (_, p) => {
+  const line = `\nBT /F1 9 Tf 40 800 Td (Page ${p + 1}: the quick brown fox jumps over the lazy dog 0123456789) Tj ET`;
+  return pki.file(`page-${p}.pdf`, simplePdf(`Official document, page ${p + 1}`, line.repeat(Math.ceil(25_000 / line.length))));
+});
+execFileSync('qpdf', ['--stream-data=uncompress', '--empty', '--pages', ...pageFiles, '--', join(pki.dir, 'bench.pdf')]);
+const pdf = new Uint8Array(readFileSync(join(pki.dir, 'bench.pdf')));
+const pdfPath = pki.file('bench.pdf', pdf);
+
+function loadAndSave(): void {
+  const doc = PdfDocument.parse(new Uint8Array(readFileSync(pdfPath)));
+  const parts: Buffer[] = [Buffer.from('%PDF-1.7\n')];
+  const offsets: number[] = [];
+  let length = parts[0].length;
+  const max = Math.max(...doc.xref.keys());
+  for (let num = 1; num <= max; num++) {
+    const e = doc.xref.get(num);
+    if (!e || e.type === 'free') continue;
+    const obj = doc.object(num);
+    offsets[num] = length;
+    const chunk = obj instanceof PdfStream
+      ? Buffer.concat([Buffer.from(`${num} 0 obj\n${serialize(obj.dict)}\nstream\n`, 'latin1'), obj.raw, Buffer.from('\nendstream\nendobj\n')])
+      : Buffer.from(`${num} 0 obj\n${serialize(obj)}\nendobj\n`, 'latin1');
+    parts.push(chunk);
+    length += chunk.length;
+  }
+  let xref = `xref\n0 ${max + 1}\n0000000000 65535 f\r\n`;
+  for (let num = 1; num <= max; num++) xref += offsets[num] === undefined ? '0000000000 65535 f\r\n' : `${String(offsets[num]).padStart(10, '0')} 00000 n\r\n`;
+  parts.push(Buffer.from(`${xref}trailer\n${serialize(doc.trailer)}\nstartxref\n${length}\n%%EOF\n`, 'latin1'));
+  writeFileSync(join(pki.dir, 'saved.pdf'), Buffer.concat(parts));
+}
+
+const input = { ...cred, timeStamper: pki.timeStamper, clock: pki.clock, image: { kind: 'drawn' as const, organization: '福州市人民政府办公厅', sealName: '公章' } };
+const padesRate = await rate(async () => {
+  const r = await sealPdf(new Uint8Array(readFileSync(pdfPath)), input);
+  writeFileSync(join(pki.dir, 'sealed.pdf'), r.pdf);
+});
+const loadSaveRate = await rate(loadAndSave);
+const qpdfRate = await rate(() => execFileSync('qpdf', [pdfPath, join(pki.dir, 'qpdf-out.pdf')]));
+
+const small = randomBytes(1024);
+const large = randomBytes(10 * 1024 * 1024);
+const cadesSmall = await rate(() => sealFileCades(small, { ...cred, timeStamper: pki.timeStamper, clock: pki.clock }));
+const cadesLarge = await rate(() => sealFileCades(large, { ...cred, timeStamper: pki.timeStamper, clock: pki.clock }));
+const tsaRate = await rate(() => pki.tsa.respond(buildTimeStampQuery(randomBytes(64)).der));
+
+const f = (n: number) => n.toFixed(1).padStart(9);
+console.log(`PDF: 20 pages, ${(pdf.length / 1024).toFixed(0)} KB; ${seconds} s per row, one caller, software keys, in-memory store`);
+console.log('operation                                   per second   ms each');
+console.log(`PAdES B-T seal (read, seal, time stamp, write) ${f(padesRate)} ${f(1000 / padesRate)}`);
+console.log(`PDF load + save (parse all, rewrite, write)    ${f(loadSaveRate)} ${f(1000 / loadSaveRate)}`);
+console.log(`qpdf in.pdf out.pdf (process, reference)       ${f(qpdfRate)} ${f(1000 / qpdfRate)}`);
+console.log(`CAdES B-T seal, 1 KB                           ${f(cadesSmall)} ${f(1000 / cadesSmall)}`);
+console.log(`CAdES B-T seal, 10 MB                          ${f(cadesLarge)} ${f(1000 / cadesLarge)}`);
+console.log(`TSA core tokens (respond)                      ${f(tsaRate)} ${f(1000 / tsaRate)}`);
+console.log(`PAdES time / load+save time: ${(loadSaveRate / padesRate).toFixed(2)}x (target <= 2x); vs qpdf: ${(qpdfRate / padesRate).toFixed(2)}x`);
+console.log(`CAdES 1 KB / TSA tokens: ${((100 * cadesSmall) / tsaRate).toFixed(0)}% (target >= 50%)`);
+pki.cleanup();
