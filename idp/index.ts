@@ -2,7 +2,7 @@
  * The IdP's public surface. The composition root calls openIdentityProvider() once at start and
  * registers `routes` on the HTTPS app (buildApps), then calls stop() at shutdown.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/types.ts';
 import type { Clock } from '../common/clock.ts';
@@ -14,7 +14,7 @@ import { Directory, type LockoutPolicy } from './directory.ts';
 import { buildProvider, clientMetadata, DEFAULT_TTLS, type OidcProvider, type ProviderTtls } from './provider.ts';
 import { idpAdminRoutes, interactionRoutes, oidcProviderRoutes } from './routes.ts';
 import { SigningKeys } from './signing-keys.ts';
-import type { UserRecord } from './directory.ts';
+import { CertificateLogin, type CertificateAuthorities, type CertificateLoginOptions } from './certificate-login.ts';
 import type { Argon2Params, PasswordPolicy } from '../auth/passwords.ts';
 
 export { Directory } from './directory.ts';
@@ -23,6 +23,7 @@ export { OidcStorage } from './adapter.ts';
 export { SigningKeys, HsmSigningKey, ecdsaDerToJose } from './signing-keys.ts';
 export { ACR, CAS_CLIENT_ID, DEFAULT_TTLS } from './provider.ts';
 export { CasService } from './cas.ts';
+export { CertificateLogin, type CertificateAuthorities } from './certificate-login.ts';
 
 export interface IdentityProviderConfig {
   /** The issuer: the appliance's HTTPS URL (config.httpsUrl), e.g. https://127.0.0.1:8443. */
@@ -44,8 +45,13 @@ export interface IdentityProviderOptions {
   clock: Clock;
   config: IdentityProviderConfig;
   logger?: Logger;
-  /** Certificate login (see certificate-login.ts); omitted: the login page offers passwords only. */
-  certificateLogin?: (request: FastifyRequest) => Promise<UserRecord>;
+  /**
+   * yinxin's CAs (services.authority): enables certificate login (certificate-login.ts). The HTTPS
+   * server must then request client certificates (requestCert: true, rejectUnauthorized: false).
+   */
+  authorities?: CertificateAuthorities;
+  /** Revocation status source for certificate login (default: the CA's certificate records). */
+  revocationStatus?: CertificateLoginOptions['revocationStatus'];
   /** Fetch for back-channel logout and CAS single logout (tests pass one trusting their CA). */
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
 }
@@ -69,6 +75,7 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
   const ttl = { ...DEFAULT_TTLS, ...config.ttl };
   const signingKeys = new SigningKeys({ keys, store, audit, clock, overlapSeconds: Math.max(ttl.idToken, ttl.accessToken) + 300 });
   const provider = await buildProvider({ issuer, store, clock, directory, storage, signingKeys: await signingKeys.load(), ttl, proxy: config.proxy, fetch: o.fetch });
+  const certificateLogin = o.authorities ? new CertificateLogin({ authorities: o.authorities, directory, clock, revocationStatus: o.revocationStatus }).handler() : undefined;
   const cas = new CasService({ store, clock, directory, audit, issuer, fetch: o.fetch });
   provider.on('end_session.success', (ctx: { oidc?: { session?: { accountId?: string } } }) => {
     const accountId = ctx.oidc?.session?.accountId;
@@ -87,7 +94,7 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
     provider, directory, storage, signingKeys, cas,
     async routes(app) {
       await oidcProviderRoutes(app, { provider });
-      await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin: o.certificateLogin }));
+      await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin }));
       await app.register(async (scope) => casRoutes(scope, { cas, provider, directory }));
       await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider }));
     },

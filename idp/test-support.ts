@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { buildSecureApp } from '../appliance/app.ts';
@@ -21,7 +21,7 @@ import type { KeyStore } from '../hsm/signer.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import type { Store } from '../store/store.ts';
 import { openIdentityProvider, type IdentityProvider } from './index.ts';
-import type { UserRecord } from './directory.ts';
+import type { CertificateAuthorities } from './certificate-login.ts';
 
 /** A self-signed P-256 certificate for 127.0.0.1 and localhost, made by openssl. */
 export function selfSignedTls(dir: string): { key: string; cert: string } {
@@ -55,7 +55,8 @@ export interface TestIdp {
 
 export async function startTestIdp(o: {
   clock?: Clock; ttl?: Parameters<typeof openIdentityProvider>[0]['config']['ttl'];
-  certificateLogin?: (req: FastifyRequest) => Promise<UserRecord>;
+  /** Enables certificate login: the CA core (built on the returned store by `authorities(store, keys, audit)`). */
+  authorities?: (store: Store, keys: KeyStore, audit: TableAuditLog) => Promise<CertificateAuthorities>;
   tls?: { key: string; cert: string };
 } = {}): Promise<TestIdp> {
   const dir = mkdtempSync(join(tmpdir(), 'yinxin-idp-'));
@@ -76,13 +77,17 @@ export async function startTestIdp(o: {
   }));
   const issuer = `https://127.0.0.1:${probe}`;
   const idp = await openIdentityProvider({
-    store, keys, audit, clock, logger, fetch: fetch as never, certificateLogin: o.certificateLogin,
+    store, keys, audit, clock, logger, fetch: fetch as never, authorities: o.authorities ? await o.authorities(store, keys, audit) : undefined,
     config: { issuer, ttl: o.ttl, argon2: { memoryKiB: 1024, passes: 1, parallelism: 1 }, lockout: { threshold: 3, baseSeconds: 1, maxSeconds: 2 } },
   });
   const app = await buildSecureApp({
     logger, metrics: new MetricsRegistry(), bodyLimit: 1 << 20, trustProxy: false, health: [], authenticator: operators, version: 'test',
     https: tls, plugins: [(a) => idp.routes(a)],
   });
+  if (o.authorities) {
+    // What appliance/app.ts does for certificate login: ask for a client certificate, never require one.
+    Object.assign(app.server, { requestCert: true, rejectUnauthorized: false });
+  }
   await app.listen({ host: '127.0.0.1', port: probe });
   const admin = await operators.createOperator({ kind: 'operator', username: 'root', roles: ['ca-admin'], tokenId: 'x', mustChangePassword: false }, { username: 'idpadmin', roles: ['idp-admin'] });
   const login = await operators.login('idpadmin', admin.password);
