@@ -58,6 +58,8 @@ export async function startTestIdp(o: {
   /** Enables certificate login: the CA core (built on the returned store by `authorities(store, keys, audit)`). */
   authorities?: (store: Store, keys: KeyStore, audit: TableAuditLog) => Promise<CertificateAuthorities>;
   tls?: { key: string; cert: string };
+  /** Argon2 parameters for users' passwords (tests default to cheap ones; the benchmark passes Keycloak's). */
+  argon2?: { memoryKiB: number; passes: number; parallelism: number };
 } = {}): Promise<TestIdp> {
   const dir = mkdtempSync(join(tmpdir(), 'yinxin-idp-'));
   const clock = o.clock ?? systemClock;
@@ -78,7 +80,7 @@ export async function startTestIdp(o: {
   const issuer = `https://127.0.0.1:${probe}`;
   const idp = await openIdentityProvider({
     store, keys, audit, clock, logger, fetch: fetch as never, authorities: o.authorities ? await o.authorities(store, keys, audit) : undefined,
-    config: { issuer, ttl: o.ttl, argon2: { memoryKiB: 1024, passes: 1, parallelism: 1 }, lockout: { threshold: 3, baseSeconds: 1, maxSeconds: 2 } },
+    config: { issuer, ttl: o.ttl, argon2: o.argon2 ?? { memoryKiB: 1024, passes: 1, parallelism: 1 }, lockout: { threshold: 3, baseSeconds: 1, maxSeconds: 2 } },
   });
   const app = await buildSecureApp({
     logger, metrics: new MetricsRegistry(), bodyLimit: 1 << 20, trustProxy: false, health: [], authenticator: operators, version: 'test',
