@@ -82,7 +82,7 @@ t.test('a later start reuses the data directory: no new administrator, same CA',
   t.notMatch(s.output(), /password:/, 'no password printed again');
   const ca = await fetch(`${s.httpUrl}/healthz`);
   t.equal(ca.status, 200);
-  t.test('a second instance on the same data directory is refused with a clear message', async (t) => {
+  await t.test('a second instance on the same data directory is refused with a clear message', async (t) => {
     const second = run(['start'], { YINXIN_DATA: data });
     t.equal(await second.exited, 1);
     t.match(second.output(), /already running on this data directory/);

@@ -80,6 +80,8 @@ export interface Profile {
     dns: 'required' | 'allowed' | 'forbidden';
     email: 'required' | 'allowed' | 'forbidden';
     ip: 'allowed' | 'forbidden';
+    /** Single-label DNS names such as 'localhost' (only for the appliance's own intranet certificate). */
+    singleLabelDns?: boolean;
   };
   keys: KeyRule[];
   /** Distinct RA officers (never the requester) who must approve before issuance. */
@@ -244,7 +246,7 @@ export const profiles: Record<ProfileName, Profile> = {
     validityDays: 397,
     policies: ['service'],
     subject: { required: ['CN'], allowed: ['C', 'O', 'OU'] },
-    san: { dns: 'allowed', email: 'forbidden', ip: 'allowed' },
+    san: { dns: 'allowed', email: 'forbidden', ip: 'allowed', singleLabelDns: true },
     keys: [ecdsa, rsa],
     approvers: 1,
     keySource: 'csr',

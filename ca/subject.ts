@@ -118,10 +118,10 @@ function checkAttributeValue(attr: SubjectAttribute): void {
 const dnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 const emailPattern = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?=.{1,253}$)[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$/;
 
-export function isDnsName(name: string): boolean {
+export function isDnsName(name: string, allowSingleLabel = false): boolean {
   if (name.length > 253) return false;
   const labels = name.split('.');
-  if (labels.length < 2) return false;
+  if (labels.length < 2 && !allowSingleLabel) return false;
   return labels.every((l, i) => (i === 0 && l === '*') || dnsLabel.test(l));
 }
 
@@ -139,7 +139,7 @@ export function checkSan(profile: Profile, san: SubjectAltNames | undefined, sub
   if (!email.length && rule.email === 'required') throw violation(`profile ${profile.name} requires an e-mail address`, { field: 'san.email' });
   for (const d of dns) {
     // dNSName is IA5String: internationalized names go in as A-labels (RFC 5280 s7.2).
-    if (!isDnsName(d)) throw violation(`"${d}" is not a valid DNS name (use A-labels for internationalized names)`, { field: 'san.dns', value: d });
+    if (!isDnsName(d, rule.singleLabelDns)) throw violation(`"${d}" is not a valid DNS name (use A-labels for internationalized names)`, { field: 'san.dns', value: d });
   }
   for (const e of email) if (!emailPattern.test(e)) throw violation(`"${e}" is not a valid e-mail address`, { field: 'san.email', value: e });
   for (const a of ip) if (!isIP(a)) throw violation(`"${a}" is not an IP address`, { field: 'san.ip', value: a });
