@@ -93,7 +93,9 @@ export async function buildPublicApp(o: AppOptions): Promise<FastifyInstance> {
 }
 
 export async function buildSecureApp(o: SecureAppOptions): Promise<FastifyInstance> {
-  const app = baseApp(o, 'https', o.https ? { https: { key: o.https.key, cert: o.https.cert, minVersion: 'TLSv1.2' } } : {});
+  // Client certificates are requested (certificate login, idp/certificate-login.ts) but not required:
+  // the IdP decides, after its own chain, revocation and EKU checks, what a presented certificate means.
+  const app = baseApp(o, 'https', o.https ? { https: { key: o.https.key, cert: o.https.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false } } : {});
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

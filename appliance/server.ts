@@ -14,6 +14,7 @@ import { systemRoutes } from './system-routes.ts';
 import { ensureTlsMaterial } from './tls.ts';
 import { tsaRoutes } from '../tsa/index.ts';
 import { caApiRoutes, caPublicRoutes } from '../ca/routes.ts';
+import { sealApiRoutes, sealPublicRoutes } from '../seal/index.ts';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -47,6 +48,7 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
   const http = await buildPublicApp({ ...common, plugins: [
     async (app) => { await app.register(tsaRoutes, { authority: services.tsa }); },
     (app) => caPublicRoutes(app, { authority: services.authority, crls: services.crls }),
+    (app) => sealPublicRoutes(app, { verifyOptions: services.sealVerifyOptions }),
   ] });
   const https = await buildSecureApp({
     ...common,
@@ -57,6 +59,8 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
       (app) => authRoutes(app, { operators: appliance.operators }),
       (app) => systemRoutes(app, { appliance }),
       (app) => caApiRoutes(app, { authority: services.authority, ra: services.ra, crls: services.crls }),
+      (app) => sealApiRoutes(app, { registry: services.seals, verifyOptions: services.sealVerifyOptions }),
+      (app) => services.idp.routes(app),
     ],
   });
   return { http, https };

@@ -12,15 +12,22 @@ import { CertificateAuthority, CrlPublisher, readSubjectPublicKey, RegistrationA
 import type { Signer } from '../hsm/signer.ts';
 import type { Table } from '../store/store.ts';
 import { chronySyncCheck, createTimeStampAuthority, fileSyncCheck, timedatectlSyncCheck, TimeGuard, type SyncCheck, type TimeStampAuthority } from '../tsa/index.ts';
+import { openIdentityProvider, type IdentityProvider } from '../idp/index.ts';
+import { caStatusLookup, SealRegistry, type SealVerifyOptions } from '../seal/index.ts';
 import type { Config } from './config.ts';
 import { ensureKeyPair, type Appliance } from './context.ts';
 import type { TlsIssuer } from './tls.ts';
 
+export const ROOT_CA = 'root';
 export const ISSUING_CA = 'issuing';
 export const TSA_KEY_LABEL = 'tsa/signing';
 
 export interface Services {
   authority: CertificateAuthority;
+  idp: IdentityProvider;
+  seals: SealRegistry;
+  /** What seal verification trusts: yinxin's root (and any roots an administrator adds later). */
+  sealVerifyOptions: SealVerifyOptions;
   ra: RegistrationAuthority;
   crls: CrlPublisher;
   tsa: TimeStampAuthority;
@@ -62,6 +69,14 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
     onSystemFailure: (e) => logger.error({ err: e }, 'time-stamping failed (systemFailure answered)'),
   });
 
+  const idp = await openIdentityProvider({
+    store, keys, audit, clock, logger,
+    config: { issuer: config.httpsUrl, proxy: config.trustProxy },
+    authorities: authority,
+  });
+  const seals = new SealRegistry({ store, keys, audit, clock, ca: authority, timeStamper: (query) => tsa.respond(query), issuingCa: ISSUING_CA });
+  const sealVerifyOptions: SealVerifyOptions = { trustAnchors: [authority.caCertificate(ROOT_CA)], statusOf: caStatusLookup(authority) };
+
   const tlsIssuer: TlsIssuer = async (spki, names) => {
     const record = await authority.issue({
       ca: ISSUING_CA, profile: 'appliance-tls',
@@ -73,8 +88,9 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
   };
 
   return {
-    authority, ra, crls, tsa, timeGuard, tlsIssuer,
+    authority, ra, crls, tsa, timeGuard, tlsIssuer, idp, seals, sealVerifyOptions,
     async stop() {
+      await idp.stop();
       timeGuard.stop();
       await crls.stop();
     },
