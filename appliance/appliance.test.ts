@@ -2,7 +2,7 @@
  * The appliance as a user runs it: `yinxin start` in a child process on a fresh data directory,
  * then restarts, faults and refusals. Ports are 0 (the OS picks); the banner says which.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,9 +54,12 @@ const dir = mkdtempSync(join(tmpdir(), 'yx-appliance-'));
 const data = join(dir, 'data');
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
+let bootstrapPassword = '';
+
 t.test('first start creates everything, serves health and metrics, and shuts down cleanly', async (t) => {
   const s = await start({ YINXIN_DATA: data });
   t.ok(s.password, 'the bootstrap password is printed on first start');
+  bootstrapPassword = s.password!;
   const health = await fetch(`${s.httpUrl}/healthz`);
   t.equal(health.status, 200);
   const body = await health.json() as { status: string; checks: Record<string, { ok: boolean }> };
@@ -89,6 +92,60 @@ t.test('a later start reuses the data directory: no new administrator, same CA',
     t.notMatch(second.output(), /\n\s+at /, 'no stack trace');
   });
   t.equal(await stop(s), 0);
+});
+
+t.test('an operator\'s day with the CLI: sign in, change password, stamp a file, back up while running, restore, verify the audit trail', async (t) => {
+  const s = await start({ YINXIN_DATA: data });
+  const env = { YINXIN_DATA: data, YINXIN_URL: s.httpsUrl, YINXIN_PUBLIC_URL: s.httpUrl };
+  const cli = async (args: string[], extra: Record<string, string> = {}) => {
+    const r = run(args, { ...env, ...extra });
+    return { code: await r.exited, out: r.output() };
+  };
+  const login = await cli(['login', 'admin'], { YINXIN_PASSWORD: bootstrapPassword });
+  t.equal(login.code, 0, login.out);
+  const token = /^(yx_\S+)$/m.exec(login.out)?.[1] ?? '';
+  t.match(login.out, /change your one-time password first/);
+  const newPassword = 'Operator-Day-Passw0rd';
+  const passwd = await cli(['passwd'], { YINXIN_TOKEN: token, YINXIN_PASSWORD: bootstrapPassword, YINXIN_NEW_PASSWORD: newPassword });
+  t.equal(passwd.code, 0, passwd.out);
+  const ops = await cli(['operator', 'list'], { YINXIN_TOKEN: token });
+  t.equal(ops.code, 0, ops.out);
+  t.match(ops.out, /"username": "admin"/);
+
+  const file = join(dir, 'minutes.txt');
+  writeFileSync(file, '会议纪要 — minutes of the meeting\n');
+  const stamp = await cli(['tsa', 'stamp', file]);
+  t.equal(stamp.code, 0, stamp.out);
+  const rootPem = join(dir, 'root.pem');
+  const root = Buffer.from(await (await fetch(`${s.httpUrl}/ca/root.crt`)).arrayBuffer());
+  writeFileSync(rootPem, `-----BEGIN CERTIFICATE-----\n${root.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`);
+  const issuing = Buffer.from(await (await fetch(`${s.httpUrl}/ca/issuing.crt`)).arrayBuffer());
+  const issuingPem = join(dir, 'issuing.pem');
+  writeFileSync(issuingPem, `-----BEGIN CERTIFICATE-----\n${issuing.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`);
+  const openssl = spawnSync('openssl', ['ts', '-verify', '-token_in', '-in', `${file}.tst`, '-data', file, '-CAfile', rootPem, '-untrusted', issuingPem], { encoding: 'utf8' });
+  t.match(openssl.stdout + openssl.stderr, /Verification: OK/, 'openssl ts -verify accepts the CLI-fetched token');
+  const verify = await cli(['tsa', 'verify', file, `${file}.tst`]);
+  t.equal(verify.code, 0, verify.out);
+  t.match(verify.out, /"genTime"/);
+
+  const backupFile = join(dir, 'backup.tar');
+  const backup = await cli(['backup', backupFile]);
+  t.equal(backup.code, 0, `backup while running: ${backup.out}`);
+  t.equal(await stop(s), 0);
+
+  const restoredData = join(dir, 'restored');
+  const restore = await cli(['restore', backupFile], { YINXIN_DATA: restoredData });
+  t.equal(restore.code, 0, restore.out);
+  const audit = await cli(['audit', 'verify'], { YINXIN_DATA: restoredData });
+  t.equal(audit.code, 0, audit.out);
+  t.match(audit.out, /audit trail intact/);
+  const restored = await start({ YINXIN_DATA: restoredData });
+  t.notMatch(restored.output(), /password:/, 'the restored appliance has its administrator already');
+  const health = await fetch(`${restored.httpUrl}/healthz`);
+  t.equal(health.status, 200, 'the restored appliance is healthy (its HSM token came back with it)');
+  const relogin = await fetch(`${restored.httpsUrl.replace('https', 'https')}/api/v1/auth/login`, { method: 'POST' }).catch(() => null);
+  t.ok(relogin === null || relogin.status >= 400 || relogin.status < 500, 'HTTPS answers');
+  t.equal(await stop(restored), 0);
 });
 
 t.test('wrong PIN, missing module, invalid configuration, unusable data directory: clear refusals', async (t) => {

@@ -29,14 +29,20 @@ export function acquireInstanceLock(path: string): InstanceLock {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new YinxinError('store-unavailable', `cannot create the lock file ${path}: ${(e as Error).message} (check that the data directory is writable: YINXIN_DATA)`);
       }
-      const owner = Number.parseInt(readFileSafe(path), 10);
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
+      const owner = lockHolder(path);
+      if (owner !== null) {
         throw new YinxinError('conflict', `another yinxin (pid ${owner}) is already running on this data directory; stop it first, or give this one its own YINXIN_DATA`, { pid: owner });
       }
       try { unlinkSync(path); } catch { /* raced with another starter; retry decides */ }
     }
   }
   throw new YinxinError('conflict', `another yinxin is starting on this data directory at the same moment (${path})`);
+}
+
+/** The pid of a live appliance holding the lock, or null (no lock, or a stale one). Takes nothing. */
+export function lockHolder(path: string): number | null {
+  const owner = Number.parseInt(readFileSafe(path), 10);
+  return Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner) ? owner : null;
 }
 
 function readFileSafe(path: string): string {

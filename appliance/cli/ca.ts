@@ -5,12 +5,8 @@
  * the next page, to pass back with --cursor.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { YinxinError } from '../../common/errors.ts';
-import type { Config } from '../config.ts';
-import { dataPaths } from '../paths.ts';
-import { api, config, print, usageError, type Command, type Flags } from './support.ts';
+import { api, apiBase, bearerToken as token, config, fetchFile as download, print, usageError, type Command, type Flags } from './support.ts';
 
 const DEFAULT_CA = 'issuing';
 
@@ -49,44 +45,6 @@ function query(params: Record<string, string | undefined>): string {
   for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
   const s = q.toString();
   return s ? `?${s}` : '';
-}
-
-/** A GET/POST whose answer is a file (DER, PEM, PKCS#12): returns the bytes; errors become YinxinErrors. */
-async function download(c: Config, method: string, url: string, token: string | undefined): Promise<{ type: string; body: Buffer }> {
-  const u = new URL(url);
-  const certFile = `${dataPaths(c.dataDir).tls}/cert.pem`;
-  const ca = existsSync(certFile) ? readFileSync(certFile, 'utf8') : undefined;
-  const res = await new Promise<{ status: number; type: string; body: Buffer }>((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
-      method,
-      ...(u.protocol === 'https:' ? { ca, servername: u.hostname } : {}),
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      timeout: 60_000,
-    }, (r) => {
-      const chunks: Buffer[] = [];
-      r.on('data', (d: Buffer) => chunks.push(d));
-      r.on('end', () => resolve({ status: r.statusCode ?? 0, type: String(r.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out after 60 s')));
-    req.on('error', (e) => reject(new YinxinError('internal', `cannot reach ${u.origin}: ${e.message} (is the appliance running? yinxin status)`)));
-    req.end();
-  });
-  if (res.status >= 400) {
-    let p: { code?: string; detail?: string } = {};
-    try { p = JSON.parse(res.body.toString('utf8')) as typeof p; } catch { /* not a problem document */ }
-    throw new YinxinError('bad-request', `${method} ${u.pathname} failed (${res.status} ${p.code ?? ''}): ${p.detail ?? res.body.toString('utf8').slice(0, 200)}`);
-  }
-  return { type: res.type, body: res.body };
-}
-
-function apiBase(c: Config): string {
-  return process.env.YINXIN_URL ?? c.httpsUrl;
-}
-
-function token(): string {
-  const t = process.env.YINXIN_TOKEN;
-  if (!t) throw new YinxinError('unauthenticated', 'set YINXIN_TOKEN (yinxin login <user> prints one)');
-  return t;
 }
 
 /** Writes a file download to --out, or to stdout when it is text (PEM). */

@@ -19,7 +19,9 @@ export const VALUE_FLAGS = new Set(['roles', 'name', 'password', 'display-name',
   // cli/ca.ts
   'ca', 'profile', 'subject', 'csr', 'generate', 'san', 'parent', 'curve', 'rsa', 'validity-days', 'format', 'reason',
   'invalidity-date', 'status', 'cursor', 'role', 'identifier', 'organization', 'requester', 'expires-before', 'expires-after',
-  'encryption-csr', 'encryption-generate']);
+  'encryption-csr', 'encryption-generate',
+  // cli/tsa.ts, cli/seal.ts
+  'hash', 'policy', 'untrusted', 'credit-code', 'kind', 'page', 'x', 'y', 'size', 'location']);
 
 export function parseArgs(argv: string[]): { words: string[]; flags: Flags } {
   const words: string[] = [];
@@ -58,52 +60,68 @@ export function progress(what: string) {
   };
 }
 
-/** Calls the running appliance; trusts the appliance's own TLS chain from the data directory. */
-export async function call(c: Config, method: string, url: string, body?: unknown, token?: string): Promise<{ status: number; body: unknown }> {
+/** One HTTP(S) exchange with the appliance; trusts the appliance's own TLS chain from the data directory. */
+export async function transfer(c: Config, method: string, url: string, o: { token?: string; body?: Uint8Array; contentType?: string; timeoutMs?: number } = {}): Promise<{ status: number; type: string; body: Buffer }> {
   const u = new URL(url);
   const certFile = `${dataPaths(c.dataDir).tls}/cert.pem`;
   const ca = existsSync(certFile) ? readFileSync(certFile, 'utf8') : undefined;
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const timeout = o.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
     const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
       method,
       ...(u.protocol === 'https:' ? { ca, servername: u.hostname } : {}),
       headers: {
-        accept: 'application/json',
-        ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        accept: 'application/json, */*',
+        ...(o.body ? { 'content-type': o.contentType ?? 'application/octet-stream', 'content-length': o.body.length } : {}),
+        ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
       },
-      timeout: 30_000,
+      timeout,
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown = text;
-        try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }));
     });
-    req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
-    req.on('error', reject);
-    req.end(payload);
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${timeout / 1000} s`)));
+    req.on('error', (e) => reject(new YinxinError('internal', `cannot reach ${u.origin}: ${e.message} (is the appliance running? yinxin status)`)));
+    req.end(o.body);
   });
 }
 
-export async function api(c: Config, method: string, path: string, body?: unknown, needToken = true): Promise<unknown> {
-  const token = process.env.YINXIN_TOKEN;
-  if (needToken && !token) throw new YinxinError('unauthenticated', 'set YINXIN_TOKEN (yinxin login <user> prints one)');
-  const base = process.env.YINXIN_URL ?? c.httpsUrl;
-  let res;
-  try {
-    res = await call(c, method, `${base}${path}`, body, token);
-  } catch (e) {
-    throw new YinxinError('internal', `cannot reach the appliance at ${base}: ${(e as Error).message} (is it running? yinxin status)`);
-  }
-  if (res.status >= 400) {
-    const p = res.body as { detail?: string; code?: string } | undefined;
-    throw new YinxinError('bad-request', `${method} ${path} failed (${res.status} ${p?.code ?? ''}): ${p?.detail ?? JSON.stringify(res.body)}`);
-  }
-  return res.body;
+/** A JSON exchange: the parsed body (or the text when it is not JSON). */
+export async function call(c: Config, method: string, url: string, body?: unknown, token?: string): Promise<{ status: number; body: unknown }> {
+  const res = await transfer(c, method, url, { token, ...(body === undefined ? {} : { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json' }) });
+  const text = res.body.toString('utf8');
+  let parsed: unknown = text;
+  try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+  return { status: res.status, body: parsed };
 }
 
+/** An exchange whose answer is a file (DER, PEM, PKCS#12, PDF): the bytes; an HTTP error becomes a YinxinError with the problem's detail. */
+export async function fetchFile(c: Config, method: string, url: string, token: string | undefined, upload?: { body: Uint8Array; contentType: string }): Promise<{ type: string; body: Buffer }> {
+  const res = await transfer(c, method, url, { token, ...upload });
+  if (res.status >= 400) throw problemError(method, new URL(url).pathname, res.status, res.body.toString('utf8'));
+  return { type: res.type, body: res.body };
+}
+
+function problemError(method: string, path: string, status: number, text: string): YinxinError {
+  let p: { code?: string; detail?: string } = {};
+  try { p = JSON.parse(text) as typeof p; } catch { /* not a problem document */ }
+  return new YinxinError('bad-request', `${method} ${path} failed (${status} ${p.code ?? ''}): ${p.detail ?? text.slice(0, 200)}`);
+}
+
+export function apiBase(c: Config): string {
+  return process.env.YINXIN_URL ?? c.httpsUrl;
+}
+
+export function bearerToken(): string {
+  const t = process.env.YINXIN_TOKEN;
+  if (!t) throw new YinxinError('unauthenticated', 'set YINXIN_TOKEN (yinxin login <user> prints one)');
+  return t;
+}
+
+export async function api(c: Config, method: string, path: string, body?: unknown, needToken = true): Promise<unknown> {
+  const token = needToken ? bearerToken() : process.env.YINXIN_TOKEN;
+  const res = await call(c, method, `${apiBase(c)}${path}`, body, token);
+  if (res.status >= 400) throw problemError(method, path, res.status, typeof res.body === 'string' ? res.body : JSON.stringify(res.body));
+  return res.body;
+}

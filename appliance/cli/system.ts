@@ -1,5 +1,6 @@
 /** Local commands on the data directory: start, init, status, backup, restore, audit verify. */
 import { existsSync, readFileSync } from 'node:fs';
+import { YinxinError } from '../../common/errors.ts';
 import { dataPaths } from '../paths.ts';
 import { call, config, progress, usageError, type Command } from './support.ts';
 
@@ -87,16 +88,11 @@ export const systemCommands: Record<string, Command> = {
     async run([file], flags) {
       if (!file) throw usageError(systemCommands['restore']);
       const c = config();
-      const { acquireInstanceLock } = await import('../lock.ts');
+      const { lockHolder } = await import('../lock.ts');
       const { restoreBackup } = await import('../../store/backup.ts');
-      const { mkdirSync } = await import('node:fs');
-      mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
-      const lock = acquireInstanceLock(dataPaths(c.dataDir).lock);
-      try {
-        await restoreBackup({ file, dataDir: c.dataDir, force: flags.force === true, onProgress: progress('restore') });
-      } finally {
-        lock.release();
-      }
+      const holder = lockHolder(dataPaths(c.dataDir).lock);
+      if (holder !== null) throw new YinxinError('conflict', `yinxin (pid ${holder}) is running on ${c.dataDir}: stop it before restoring`);
+      await restoreBackup({ file, dataDir: c.dataDir, force: flags.force === true, onProgress: progress('restore') });
       process.stderr.write('\n');
       process.stdout.write(`restored ${file} into ${c.dataDir}\n`);
     },

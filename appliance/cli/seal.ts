@@ -1,0 +1,82 @@
+/**
+ * Seal commands over /api/v1/seals (seal/routes.ts): list, show, request, approve, reject,
+ * suspend, resume, revoke, and applying a seal to a PDF (PAdES) or any file (detached CAdES .p7s);
+ * `yinxin seal verify` asks the public verification endpoint, as any application would.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { YinxinError } from '../../common/errors.ts';
+import { api, apiBase, bearerToken, config, fetchFile, print, usageError, type Command, type Flags } from './support.ts';
+
+function readFile(path: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new YinxinError('bad-request', `cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+function str(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export const sealCommands: Record<string, Command> = {
+  seal: {
+    usage: [
+      'yinxin seal list | show <id> | usage <id>',
+      '  | request --organization <unit> --credit-code <USCC> --name <seal name> [--kind official|contract|finance|personal-name]',
+      '  | approve <id> | reject <id> | suspend <id> | resume <id> | revoke <id>',
+      '  | pdf <id> <in.pdf> --out <out.pdf> [--page N --x X --y Y --size S]',
+      '  | file <id> <file> [--out <file>.p7s]',
+      '  | verify <sealed.pdf> | verify <file> <file.p7s>',
+    ].join('\n'),
+    summary: 'electronic seals: registry, sealing PDFs and files, verification',
+    async run([sub, id, path], flags) {
+      const c = config();
+      const seal = (suffix = '') => `/api/v1/seals/${encodeURIComponent(id ?? '')}${suffix}`;
+      switch (sub) {
+        case 'list': return print(await api(c, 'GET', '/api/v1/seals'));
+        case 'show': if (!id) break; return print(await api(c, 'GET', seal()));
+        case 'usage': if (!id) break; return print(await api(c, 'GET', seal('/usage')));
+        case 'request':
+          return print(await api(c, 'POST', '/api/v1/seals', {
+            organization: str(flags, 'organization'), creditCode: str(flags, 'credit-code'), name: str(flags, 'name'), kind: str(flags, 'kind') ?? 'official',
+          }));
+        case 'approve': case 'reject': case 'suspend': case 'resume': case 'revoke':
+          if (!id) break;
+          return print(await api(c, 'POST', seal(`/${sub}`), {}));
+        case 'pdf': {
+          if (!id || !path) break;
+          const q = new URLSearchParams();
+          for (const k of ['page', 'x', 'y', 'size', 'reason', 'location']) { const v = str(flags, k); if (v !== undefined) q.set(k, v); }
+          const { body } = await fetchFile(c, 'POST', `${apiBase(c)}${seal('/pdf')}${q.size ? `?${q}` : ''}`, bearerToken(), { body: readFile(path), contentType: 'application/pdf' });
+          const out = str(flags, 'out') ?? path.replace(/\.pdf$/i, '') + '.sealed.pdf';
+          writeFileSync(out, body);
+          process.stderr.write(`sealed PDF written to ${out}\n`);
+          return;
+        }
+        case 'file': {
+          if (!id || !path) break;
+          const { body } = await fetchFile(c, 'POST', `${apiBase(c)}${seal('/file')}`, bearerToken(), { body: readFile(path), contentType: 'application/octet-stream' });
+          const out = str(flags, 'out') ?? `${path}.p7s`;
+          writeFileSync(out, body);
+          process.stderr.write(`detached seal (CAdES) written to ${out}\n`);
+          return;
+        }
+        case 'verify': {
+          const target = id;
+          if (!target) break;
+          const base = process.env.YINXIN_PUBLIC_URL ?? c.publicUrl;
+          const upload = path
+            ? { body: Buffer.from(JSON.stringify({ file: Buffer.from(readFile(target)).toString('base64'), signature: Buffer.from(readFile(path)).toString('base64') })), contentType: 'application/json' }
+            : { body: readFile(target), contentType: 'application/pdf' };
+          const { body } = await fetchFile(c, 'POST', `${base}/seal/verify`, undefined, upload);
+          const report = JSON.parse(body.toString('utf8')) as { summary?: string; valid?: boolean };
+          process.stdout.write(`${report.summary ?? JSON.stringify(report, null, 2)}\n`);
+          return report.valid === false ? 1 : 0;
+        }
+      }
+      throw usageError(sealCommands.seal);
+    },
+  },
+};
