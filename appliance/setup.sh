@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what `npm start`, `npm test` and `npm run bench` need and says what it installs.
 # Usage: sh appliance/setup.sh [start|test|bench]   (default: start)
-# npm dependencies: installed with `npm ci` when node_modules is missing or older than package-lock.json.
+# npm dependencies: installed from package-lock.json when node_modules is missing or was installed from
+# another lock file. (`npm install`, not `npm ci`: npm 11 leaves other platforms' optional packages
+# out of the lock file and `npm ci` then refuses it; `npm install --no-save` installs the locked versions.)
 # Debian packages: installed with apt-get when missing and running as root; otherwise named, and we stop.
 set -e
 purpose="${1:-start}"
@@ -10,8 +12,8 @@ cd "$(dirname "$0")/.."
 stamp=node_modules/.yinxin-installed
 lock_sum=$(cksum package-lock.json package.json | cksum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
-  echo "yinxin setup: installing npm dependencies (npm ci) ..."
-  npm ci --no-audit --no-fund --loglevel=error
+  echo "yinxin setup: installing npm dependencies (npm install, from package-lock.json) ..."
+  npm install --no-save --no-audit --no-fund --loglevel=error
   echo "$lock_sum" > "$stamp"
 fi
 
