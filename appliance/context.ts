@@ -102,7 +102,7 @@ function prepareDataDirectory(dir: string): void {
 }
 
 /** The embedded SoftHSM2 token lives in <data>/hsm with its PINs there (0600); any other module is used as configured. */
-async function openKeyStore(config: Config, log: Logger): Promise<KeyStore> {
+export async function openKeyStore(config: Config, log: Logger): Promise<KeyStore> {
   const paths = dataPaths(config.dataDir);
   const p = config.pkcs11;
   if (!p.embedded) {

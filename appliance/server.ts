@@ -13,6 +13,7 @@ import { dataPaths } from './paths.ts';
 import { systemRoutes } from './system-routes.ts';
 import { ensureTlsMaterial } from './tls.ts';
 import { tsaRoutes } from '../tsa/index.ts';
+import { ocspRoutes } from '../ocsp/index.ts';
 import { caApiRoutes, caPublicRoutes } from '../ca/routes.ts';
 import { sealApiRoutes, sealPublicRoutes } from '../seal/index.ts';
 
@@ -47,7 +48,8 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
   } });
   const http = await buildPublicApp({ ...common, plugins: [
     async (app) => { await app.register(tsaRoutes, { authority: services.tsa }); },
-    (app) => caPublicRoutes(app, { authority: services.authority, crls: services.crls }),
+    async (app) => { await app.register(ocspRoutes, { responder: services.ocsp }); },
+    (app) => caPublicRoutes(app, { authority: services.authority, crls: services.crls, attributes: services.attributes }),
     (app) => sealPublicRoutes(app, { verifyOptions: services.sealVerifyOptions }),
   ] });
   const https = await buildSecureApp({

@@ -7,7 +7,9 @@
  */
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { AttributeAuthority } from '../ca/attribute-authority.ts';
 import { buildPkcs12 } from '../ca/pkcs12.ts';
+import { ensureOcspSigners, loadOcspSigners, OcspResponder } from '../ocsp/index.ts';
 import { CertificateAuthority, CrlPublisher, readSubjectPublicKey, RegistrationAuthority, type Subject } from '../ca/index.ts';
 import type { Signer } from '../hsm/signer.ts';
 import type { Table } from '../store/store.ts';
@@ -24,6 +26,8 @@ export const TSA_KEY_LABEL = 'tsa/signing';
 
 export interface Services {
   authority: CertificateAuthority;
+  attributes: AttributeAuthority;
+  ocsp: OcspResponder;
   idp: IdentityProvider;
   seals: SealRegistry;
   /** What seal verification trusts: yinxin's root (and any roots an administrator adds later). */
@@ -52,6 +56,15 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
   const crls = new CrlPublisher({ store, audit, clock, authority });
   crls.onError = (e, ca) => logger.error({ err: e, ca }, 'CRL publication failed; it is retried on the next check');
   crls.start();
+
+  const attributes = await AttributeAuthority.open({ store, keys, audit, clock, authority, baseUrl: config.publicUrl });
+  await attributes.initialize();
+  await ensureOcspSigners({ authority, keys, store });
+  const ocsp = new OcspResponder({
+    store, clock, signers: await loadOcspSigners(store, keys),
+    onError: (e, what) => logger.error({ err: e, what }, 'OCSP background work failed; it is retried'),
+  });
+  ocsp.start();
 
   const serviceCerts = store.table<ServiceCertificateRef>('appliance.service-certificates');
   const tsaSigner = await ensureKeyPair(keys, TSA_KEY_LABEL, logger);
@@ -88,8 +101,9 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
   };
 
   return {
-    authority, ra, crls, tsa, timeGuard, tlsIssuer, idp, seals, sealVerifyOptions,
+    authority, attributes, ocsp, ra, crls, tsa, timeGuard, tlsIssuer, idp, seals, sealVerifyOptions,
     async stop() {
+      await ocsp.stop();
       await idp.stop();
       timeGuard.stop();
       await crls.stop();

@@ -12,6 +12,7 @@
  *
  *   caApiRoutes (HTTPS /api/v1, see ca/api-routes.ts)
  */
+import type { AttributeAuthority, PublishedAcrl } from './attribute-authority.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { YinxinError } from '../common/errors.ts';
 import type { CertificateAuthority } from './authority.ts';
@@ -30,6 +31,8 @@ export function deltaCrlPath(ca: string): string {
 export interface CaPublicRoutesOptions {
   authority: CertificateAuthority;
   crls: CrlPublisher;
+  /** Serves each attribute authority's ACRL at /crl/{aa}.crl too (RFC 5755 s6). */
+  attributes?: AttributeAuthority;
 }
 
 /** CA certificates change only when a CA is created: a day of caching is harmless. */
@@ -80,6 +83,12 @@ export async function caPublicRoutes(app: FastifyInstance, opts: CaPublicRoutesO
   // because the schedule is not running): concurrent fetches wait for the same one.
   const publishing = new Map<string, Promise<{ full: PublishedCrl; delta: PublishedCrl }>>();
 
+  async function currentAcrl(aa: string): Promise<PublishedAcrl> {
+    const acrl = opts.attributes!.currentCrl(aa);
+    if (acrl && authority.clock.now() < new Date(acrl.nextUpdate)) return acrl;
+    return opts.attributes!.publishCrl(aa);
+  }
+
   async function currentCrl(ca: string, kind: 'full' | 'delta'): Promise<PublishedCrl> {
     const crl = crls.current(ca, kind);
     if (crl && authority.clock.now() < new Date(crl.nextUpdate)) return crl;
@@ -112,8 +121,9 @@ export async function caPublicRoutes(app: FastifyInstance, opts: CaPublicRoutesO
       ca = ca.slice(0, -'-delta'.length);
       kind = 'delta';
     }
-    if (!isKnownCa(authority, ca)) throw new YinxinError('unknown-issuer', `no CA named "${ca}" on this appliance`, { ca });
-    const crl = await currentCrl(ca, kind);
+    const aa = kind === 'full' && !isKnownCa(authority, ca) ? opts.attributes?.listAuthorities().find((a) => a.name === ca) : undefined;
+    if (!isKnownCa(authority, ca) && !aa) throw new YinxinError('unknown-issuer', `no CA named "${ca}" on this appliance`, { ca });
+    const crl = aa ? await currentAcrl(aa.name) : await currentCrl(ca, kind);
     const etag = `"${ca}-${kind}-${crl.number}"`;
     const lastModified = new Date(crl.thisUpdate);
     const nextUpdate = new Date(crl.nextUpdate);

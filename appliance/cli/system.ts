@@ -116,4 +116,23 @@ export const systemCommands: Record<string, Command> = {
       }
     },
   },
+  ocsp: {
+    usage: 'yinxin ocsp [--port 8081]',
+    summary: 'run an extra OCSP responder process on the same data directory (read-only), e.g. while the appliance restarts',
+    async run(_args, flags) {
+      const c = config();
+      const { startStandaloneResponder } = await import('../../ocsp/index.ts');
+      const { openKeyStore } = await import('../context.ts');
+      const { createLogger } = await import('../server.ts');
+      const logger = createLogger(c);
+      const port = typeof flags.port === 'string' ? Number(flags.port) : 8081;
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new YinxinError('bad-request', `--port '${flags.port}' is not a port number`);
+      const responder = await startStandaloneResponder({ dataDir: c.dataDir, host: c.host, port, openKeyStore: () => openKeyStore(c, logger), logger });
+      process.stdout.write(`yinxin OCSP responder on ${responder.url}/ocsp (data: ${c.dataDir}, read-only)\n`);
+      const stop = () => void responder.close().then(() => process.exit(0), () => process.exit(1));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+      await new Promise(() => {});
+    },
+  },
 };
