@@ -124,6 +124,19 @@ t.test('an operator\'s day with the CLI: sign in, change password, stamp a file,
   writeFileSync(issuingPem, `-----BEGIN CERTIFICATE-----\n${issuing.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`);
   const openssl = spawnSync('openssl', ['ts', '-verify', '-token_in', '-in', `${file}.tst`, '-data', file, '-CAfile', rootPem, '-untrusted', issuingPem], { encoding: 'utf8' });
   t.match(openssl.stdout + openssl.stderr, /Verification: OK/, 'openssl ts -verify accepts the CLI-fetched token');
+  // OCSP and CRL as a relying party sees them: the appliance's own TLS certificate, issued by the issuing CA.
+  const tlsLeaf = join(dir, 'tls-leaf.pem');
+  writeFileSync(tlsLeaf, /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/.exec(readFileSync(join(data, 'tls', 'cert.pem'), 'utf8'))![0]);
+  const ocsp = spawnSync('openssl', ['ocsp', '-issuer', issuingPem, '-cert', tlsLeaf, '-url', `${s.httpUrl}/ocsp`, '-CAfile', rootPem, '-nonce', '-resp_text'], { encoding: 'utf8' });
+  t.match(ocsp.stdout, new RegExp(`${tlsLeaf.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: good`), 'openssl ocsp: the TLS certificate is good');
+  t.match(ocsp.stderr + ocsp.stdout, /Response verify OK/, 'the OCSP response verifies against the root');
+  const crl = Buffer.from(await (await fetch(`${s.httpUrl}/crl/issuing.crl`)).arrayBuffer());
+  const crlFile = join(dir, 'issuing.crl');
+  writeFileSync(crlFile, crl);
+  writeFileSync(join(dir, 'chain.pem'), readFileSync(issuingPem, 'utf8') + readFileSync(rootPem, 'utf8'));
+  const crlCheck = spawnSync('openssl', ['crl', '-inform', 'DER', '-in', crlFile, '-noout', '-verify', '-CAfile', join(dir, 'chain.pem')], { encoding: 'utf8' });
+  t.match(crlCheck.stderr + crlCheck.stdout, /verify OK/, 'openssl crl -verify accepts the served CRL');
+
   const verify = await cli(['tsa', 'verify', file, `${file}.tst`]);
   t.equal(verify.code, 0, verify.out);
   t.match(verify.out, /"genTime"/);

@@ -56,7 +56,7 @@ export async function startStandaloneResponder(o: StandaloneResponderOptions): P
   try {
     keys = await o.openKeyStore();
     const k = keys;
-    app = Fastify({ logger: o.logger ?? false });
+    app = (typeof o.logger === 'object' ? Fastify({ loggerInstance: o.logger }) : Fastify({ logger: o.logger ?? false })) as unknown as FastifyInstance;
     const log = app.log;
     responder = new OcspResponder({
       store, clock: o.clock ?? systemClock, signers: await loadOcspSigners(store, k), options: o.responder,

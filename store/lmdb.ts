@@ -38,6 +38,8 @@ export interface LmdbStoreOptions {
 }
 
 const DATA_FILE = 'data.mdb';
+/** Entries read per chunk by Table.range(). */
+const RANGE_CHUNK = 256;
 const DEFAULT_MAP_SIZE = 64 * 1024 ** 3;
 /** Named sub-databases one environment may hold (LMDB keeps a fixed-size table of them). */
 const MAX_TABLES = 256;
@@ -69,10 +71,34 @@ class LmdbTable<V> implements Table<V> {
     return this.db()?.doesExist(toLmdbKey(key)) ?? false;
   }
 
+  /**
+   * Reads in chunks of RANGE_CHUNK entries, each chunk a complete synchronous read. An lmdb-js
+   * cursor must not outlive its read transaction, which lmdb-js renews between event-loop turns
+   * (read-only stores every turn): a caller that awaits inside its loop (loading a signer for each
+   * row, say) would otherwise walk a closed cursor, which crashes the process. A walk that spans
+   * awaits may see commits made meanwhile, as two separate reads would.
+   */
   range(options: RangeOptions = {}): Iterable<{ key: Key; value: V }> {
-    const db = this.db();
-    if (!db) return [];
-    return db.getRange(toLmdbRange(options)).map(({ key, value }) => ({ key: key as Key, value }));
+    const table = this;
+    return {
+      *[Symbol.iterator]() {
+        const base = toLmdbRange({ ...options, limit: undefined, offset: undefined });
+        let remaining = options.limit ?? Number.POSITIVE_INFINITY;
+        let offset = options.offset;
+        let after: LmdbKey | undefined;
+        while (remaining > 0) {
+          const db = table.db();
+          if (!db) return;
+          const bounds = after === undefined ? base : { ...base, start: after, exclusiveStart: true };
+          const batch = [...db.getRange({ ...bounds, limit: Math.min(RANGE_CHUNK, remaining), offset })];
+          offset = undefined;
+          for (const { key, value } of batch) yield { key: key as Key, value };
+          remaining -= batch.length;
+          if (batch.length < RANGE_CHUNK) return;
+          after = batch[batch.length - 1].key as LmdbKey;
+        }
+      },
+    };
   }
 
   count(options?: RangeOptions): number {
