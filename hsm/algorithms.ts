@@ -114,17 +114,37 @@ export function hashNameFromOid(oid: string): HashName | 'SHA-1' | 'SHA3-256' | 
   }
 }
 
-/** PKCS#11 CKM_ECDSA output (r || s, each the curve size) -> DER ECDSA-Sig-Value (RFC 3279 s2.2.3). */
+/**
+ * PKCS#11 CKM_ECDSA output (r || s, each the curve size) -> DER ECDSA-Sig-Value (RFC 3279 s2.2.3).
+ * Hot path (every ECDSA signature): asn1js encodes the SEQUENCE once per pair of integer lengths
+ * (a handful per curve); later signatures copy that encoding and put their r and s in place.
+ */
 export function ecdsaRawToDer(raw: Uint8Array): Uint8Array {
   const half = raw.length / 2;
-  const integer = (b: Uint8Array) => {
-    let i = 0;
-    while (i < b.length - 1 && b[i] === 0 && !(b[i + 1] & 0x80)) i++;
-    const trimmed = b.subarray(i);
-    // A leading 1 bit would make the INTEGER negative: prefix a zero byte.
-    const bytes = trimmed[0] & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed;
-    return new asn1js.Integer({ valueHex: bytes });
-  };
-  const seq = new asn1js.Sequence({ value: [integer(raw.subarray(0, half)), integer(raw.subarray(half))] });
-  return new Uint8Array(seq.toBER(false));
+  const r = integerContent(raw.subarray(0, half));
+  const s = integerContent(raw.subarray(half));
+  const key = r.length * 1024 + s.length;
+  let template = ecdsaTemplates.get(key);
+  if (!template) {
+    const der = new Uint8Array(new asn1js.Sequence({ value: [new asn1js.Integer({ valueHex: r }), new asn1js.Integer({ valueHex: s })] }).toBER(false));
+    template = { der, rAt: der.length - s.length - 2 - r.length, sAt: der.length - s.length };
+    ecdsaTemplates.set(key, template);
+  }
+  const out = new Uint8Array(template.der);
+  out.set(r, template.rAt);
+  out.set(s, template.sAt);
+  return out;
+}
+
+const ecdsaTemplates = new Map<number, { der: Uint8Array; rAt: number; sAt: number }>();
+
+/** The content octets of a positive INTEGER: no redundant leading zeros, a zero prefixed before a leading 1 bit. */
+function integerContent(b: Uint8Array): Uint8Array {
+  let i = 0;
+  while (i < b.length - 1 && b[i] === 0 && !(b[i + 1] & 0x80)) i++;
+  const trimmed = b.subarray(i);
+  if (!(trimmed[0] & 0x80)) return trimmed;
+  const out = new Uint8Array(trimmed.length + 1);
+  out.set(trimmed, 1);
+  return out;
 }

@@ -12,8 +12,12 @@
  *    so the main thread remained the bottleneck (about 1.1x with 4 sessions). A worker thread
  *    does C_SignInit + C_Sign, and SoftHSM scales across threads of one process (1.75x on 2).
  *  - Policy: ECDSA and Ed25519 (tens of microseconds) with nothing else outstanding are signed
- *    synchronously inside sign(): no thread hop, so one caller gets the raw rate. When requests
- *    are outstanding they queue, and a drain (setImmediate, so worker replies and I/O interleave)
+ *    synchronously inside sign(): no thread hop, so one caller gets the raw rate. A synchronous
+ *    signature resolves at once, so concurrent callers would never be seen outstanding and would
+ *    all take turns on the main thread: a second request arriving before the microtask queue
+ *    has drained since the last synchronous signature (another caller's continuation, not the
+ *    same caller's next turn, which runs after that check) is taken as concurrency and queued.
+ *    When requests are outstanding they queue, and a drain (setImmediate, so worker replies and I/O interleave)
  *    hands each idle worker its share of the queue as one batch and signs the remaining share
  *    on the main thread. RSA never signs on the main thread (RSA-4096 would block the event loop
  *    for ~10 ms): it always goes to a worker, waiting in the queue when all are busy.
@@ -205,6 +209,9 @@ class SignDispatcher {
   #nextId = 1;
   #workerFailures = 0;
   #closed = false;
+  /** Set by a synchronous signature until the microtasks queued before it have run. */
+  #justSigned = false;
+  readonly #clearJustSigned = () => { this.#justSigned = false; };
   signs = 0;
   signErrors = 0;
 
@@ -217,7 +224,9 @@ class SignDispatcher {
 
   sign(key: Buffer, how: SignMechanism, data: Uint8Array, label: string): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(closedError());
-    if (how.light && this.#queue.length === 0 && this.#inWorkers === 0) {
+    if (how.light && this.#queue.length === 0 && this.#inWorkers === 0 && !this.#justSigned) {
+      this.#justSigned = true;
+      queueMicrotask(this.#clearJustSigned);
       try {
         return Promise.resolve(this.#signHere(key, how, data, label));
       } catch (e) {
@@ -253,7 +262,11 @@ class SignDispatcher {
     // Shares: each idle worker and (for light work) the main thread take an equal part.
     const takers = idle.length + (light.length > 0 ? 1 : 0);
     const share = takers ? Math.ceil(queue.length / takers) : 0;
-    const ordered = heavy.concat(light);
+    // The main thread keeps its share first (a lone request is signed here rather than shipped
+    // to a thread: the hop costs about what the signature does); the workers get the rest, sent
+    // before the main thread starts signing so that they work meanwhile.
+    const mine = light.slice(0, noWorkers ? light.length : Math.min(light.length, share));
+    const ordered = heavy.concat(light.slice(mine.length));
     let next = 0;
     for (const thread of idle) {
       if (next >= ordered.length) break;
@@ -261,6 +274,7 @@ class SignDispatcher {
       next += part.length;
       this.#send(thread, part);
     }
+    for (const pending of mine) this.#settleHere(pending);
     for (const pending of ordered.slice(next)) {
       if (pending.how.light || noWorkers) this.#settleHere(pending);
       else this.#queue.push(pending); // RSA waits for a worker
