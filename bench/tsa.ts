@@ -1,157 +1,167 @@
 /**
- * TSA throughput: tokens/s through POST /tsa under concurrent load (ECDSA P-256 key in SoftHSM2,
- * token records in LMDB), beside (a) the raw HSM sign rate of the same key (one caller,
- * synchronous graphene C_Sign) and (b) a bare fastify route answering the same POST with a fixed
- * 500-byte body (the HTTP ceiling). Servers run as 2 cluster workers (both cores); the load
- * generator is this process, a raw keep-alive HTTP/1.1 client (cheap per request).
+ * TSA throughput in the appliance's topology, measured in one run:
+ *   (a) the raw HSM sign rate of the TSA key: one caller, synchronous graphene C_Sign (SHA-256
+ *       digest computed beforehand), the figure design.md quotes;
+ *   (b) a bare route answering POST /tsa with a fixed 500-byte body, in the same single Node
+ *       process and the same public app as the TSA (bench/tsa-server.ts bare): the HTTP ceiling;
+ *   (c) POST /tsa tokens/s: one Node process as the appliance runs it (buildPublicApp +
+ *       tsaRoutes), ECDSA P-256 key in SoftHSM2 through hsm/pkcs11.ts, ledger and audit trail in
+ *       LMDB (store/lmdb.ts, durable before the token is sent).
+ * Load: wrk (C; Debian package wrk) with a static TimeStampReq body (SHA-256, nonce, certReq).
  *
- *   node bench/tsa.ts [seconds=5] [connections=32] [workers=2]
+ *   flock /tmp/yinxin-bench.lock node bench/tsa.ts     (TSA_BENCH_SECONDS=10, TSA_BENCH_CONNECTIONS=64)
  */
-import cluster from 'node:cluster';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Fastify from 'fastify';
-import { systemClock } from '../common/clock.ts';
-import { fromPem } from '../common/pem.ts';
-import { createTimeStampAuthority } from '../tsa/authority.ts';
-import { buildTimeStampQuery, parseTimeStampResponse, verifyTimeStampToken } from '../tsa/client.ts';
-import { tsaRoutes } from '../tsa/routes.ts';
-import { TimeGuard } from '../tsa/timeguard.ts';
+import * as graphene from 'graphene-pk11';
+import { openPkcs11KeyStore, prepareSoftHsmToken } from '../hsm/index.ts';
+import { openLmdbStore } from '../store/lmdb.ts';
+import { buildTimeStampQuery, parseTimeStampResponse } from '../tsa/client.ts';
 import { makeTestPki } from '../tsa/testing/pki.ts';
-import { generateSoftHsmKey, openBenchLmdbStore, prepareSoftHsm, softHsmSigner } from './tsa-support.ts';
 
-const [seconds = 5, connections = 32, workers = 2] = process.argv.slice(2).map(Number);
-const KEY = 'tsa-bench';
-const QUERY_TYPE = 'application/timestamp-query';
+const SECONDS = Number(process.env.TSA_BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.TSA_BENCH_CONNECTIONS ?? 64);
+const PIN = '1234';
+const TOKEN = 'tsa-bench';
+const here = import.meta.dirname;
 
-async function worker(): Promise<void> {
-  const app = Fastify({ logger: false });
-  if (process.env.BENCH_MODE === 'bare') {
-    const fixed = Buffer.alloc(500, 0x41);
-    app.addContentTypeParser(QUERY_TYPE, { parseAs: 'buffer' }, (_r, body, done) => done(null, body));
-    app.post('/tsa', async (_request, reply) => reply.type('application/octet-stream').send(fixed));
-  } else {
-    const signer = softHsmSigner(KEY);
-    const store = openBenchLmdbStore(process.env.BENCH_DB!);
-    const authority = createTimeStampAuthority({
-      signer,
-      certificate: fromPem(readFileSync(process.env.BENCH_TSA_CERT!, 'utf8')),
-      chain: [],
-      store,
-      clock: systemClock,
-      timeGuard: new TimeGuard({ clock: systemClock }),
-      policy: { default: '1.2.3.4.1', accepted: [] },
-      precisionMs: 1,
-      accuracy: { millis: 100 },
-      onSystemFailure: (e) => console.error('systemFailure', e),
-    });
-    await app.register(tsaRoutes, { authority });
-  }
-  await app.listen({ host: '127.0.0.1', port: Number(process.env.BENCH_PORT) });
-  process.send!('ready');
+if (spawnSync('wrk', ['--version']).error) {
+  console.error('wrk is not installed (Debian: apt-get install wrk)');
+  process.exit(2);
 }
+const dir = mkdtempSync(join(tmpdir(), 'yinxin-bench-tsa-'));
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+process.on('SIGINT', () => process.exit(130));
 
-/** A raw keep-alive HTTP/1.1 client: `connections` sockets, one request in flight on each. */
-function load(port: number, body: Uint8Array, durationMs: number): Promise<{ done: number; non200: number; sample: Buffer | undefined }> {
-  const head = Buffer.from(`POST /tsa HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${QUERY_TYPE}\r\nContent-Length: ${body.length}\r\n\r\n`);
-  const request = Buffer.concat([head, body]);
-  const end = Date.now() + durationMs;
-  let done = 0;
-  let non200 = 0;
-  let sample: Buffer | undefined;
-  return new Promise((resolve) => {
-    let open = connections;
-    for (let c = 0; c < connections; c++) {
-      const socket = connect(port, '127.0.0.1');
-      socket.setNoDelay(true);
-      let buffer = Buffer.alloc(0);
-      socket.on('connect', () => socket.write(request));
-      socket.on('data', (chunk) => {
-        buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
-        for (;;) {
-          const headerEnd = buffer.indexOf('\r\n\r\n');
-          if (headerEnd < 0) return;
-          const header = buffer.subarray(0, headerEnd).toString('latin1');
-          const length = Number(/content-length: *(\d+)/i.exec(header)?.[1] ?? 0);
-          if (buffer.length < headerEnd + 4 + length) return;
-          if (!header.startsWith('HTTP/1.1 200')) non200++;
-          if (!sample) sample = Buffer.from(buffer.subarray(headerEnd + 4, headerEnd + 4 + length));
-          buffer = buffer.subarray(headerEnd + 4 + length);
-          done++;
-          if (Date.now() < end) socket.write(request);
-          else {
-            socket.end();
-            if (--open === 0) resolve({ done, non200, sample });
-            return;
-          }
-        }
-      });
-      socket.on('error', (e) => {
-        console.error('client socket error', e.message);
-        if (--open === 0) resolve({ done, non200, sample });
-      });
-    }
+// The token, the TSA and audit keys, the TSA certificate.
+const token = await prepareSoftHsmToken({ dir: join(dir, 'hsm'), pin: PIN, label: TOKEN });
+const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: TOKEN, pin: PIN, sessionPool: 0 });
+const tsaSigner = await keys.generateKeyPair('tsa/signing', { type: 'ec', curve: 'P-256' });
+await keys.generateKeyPair('audit/checkpoint', { type: 'ec', curve: 'P-256' });
+const pki = makeTestPki(tsaSigner.publicKeyInfo);
+copyFileSync(pki.files.tsa, join(dir, 'tsa.pem'));
+
+// (a) raw graphene C_Sign, one caller, synchronous, on the same key (graphene tolerates the module being initialized).
+function rawSignRate(seconds: number): number {
+  const module = graphene.Module.load(token.module);
+  module.initialize({ flags: 2 /* CKF_OS_LOCKING_OK */ });
+  const slot = [...module.getSlots(true)].find((s) => s.getToken().label.replace(/[\s\0]+$/, '') === TOKEN)!;
+  const session = slot.open(graphene.SessionFlag.SERIAL_SESSION);
+  const key = session.find({ class: graphene.ObjectClass.PRIVATE_KEY, label: 'tsa/signing' }).items(0).toType<graphene.PrivateKey>();
+  const digest = createHash('sha256').update(Buffer.alloc(200, 7)).digest();
+  for (let i = 0; i < 500; i++) session.createSign('ECDSA', key).once(digest);
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let n = 0;
+  while (performance.now() < end) {
+    for (let i = 0; i < 20; i++) session.createSign('ECDSA', key).once(digest);
+    n += 20;
+  }
+  const rate = n / ((performance.now() - start) / 1000);
+  session.close();
+  return rate;
+}
+const hsmRate = rawSignRate(3);
+await keys.close();
+
+const data = new Uint8Array(Buffer.from('bench document'));
+const query = buildTimeStampQuery(data, { certReq: true, nonce: 0x0102030405060708n });
+writeFileSync(join(dir, 'query.tsq'), query.der);
+writeFileSync(join(dir, 'data.txt'), data);
+const lua = join(dir, 'post.lua');
+writeFileSync(lua, `
+local f = io.open(os.getenv("TSA_QUERY"), "rb"); local body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.body = body
+wrk.headers["Content-Type"] = "application/timestamp-query"
+`);
+
+function startServer(mode: 'tsa' | 'bare'): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, [...process.execArgv, join(here, 'tsa-server.ts'), dir, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d.toString();
+      const m = /READY (\d+)/.exec(out);
+      if (m) resolve({ port: Number(m[1]), child });
+    });
+    child.on('exit', (code) => reject(new Error(`tsa-server ${mode} exited with ${code}`)));
   });
 }
-
-async function serve(mode: 'bare' | 'tsa', env: Record<string, string>, body: Uint8Array) {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const forked = Array.from({ length: workers }, () => cluster.fork({ ...env, BENCH_MODE: mode, BENCH_PORT: String(port) }));
-  await Promise.all(forked.map((w) => new Promise((r) => w.once('message', r))));
-  await load(port, body, 1000); // warm-up
-  const t0 = performance.now();
-  const result = await load(port, body, seconds * 1000);
-  const rate = result.done / ((performance.now() - t0) / 1000);
-  await Promise.all(forked.map((w) => new Promise((r) => { w.once('exit', r); w.kill(); })));
-  return { ...result, rate };
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
 }
 
-async function primary(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'yinxin-bench-tsa-'));
-  process.env.SOFTHSM2_CONF = prepareSoftHsm(dir);
-  generateSoftHsmKey(KEY);
-  const signer = softHsmSigner(KEY);
-  const pki = makeTestPki(signer.publicKeyInfo);
-  const db = join(dir, 'db');
+interface Result { rps: number; p50: number; p99: number; requests: number; errors: string }
+function ms(text: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(text);
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+}
+async function wrk(port: number, seconds: number): Promise<Result> {
+  const child = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', lua, `http://127.0.0.1:${port}/tsa`],
+    { env: { ...process.env, TSA_QUERY: join(dir, 'query.tsq') } });
+  children.push(child);
+  let out = '';
+  child.stdout.on('data', (d) => { out += d.toString(); });
+  child.stderr.on('data', (d) => { out += d.toString(); });
+  await new Promise((r) => child.on('close', r));
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    p50: ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    p99: ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
+    errors: [/Non-2xx or 3xx responses: \d+/.exec(out)?.[0], /Socket errors: .*/.exec(out)?.[0]].filter(Boolean).join('; '),
+  };
+}
 
-  // (a) raw HSM sign rate, one caller, synchronous.
-  const tbs = new Uint8Array(200).fill(7);
-  for (let i = 0; i < 500; i++) signer.signRawSync(tbs);
-  let signs = 0;
-  const s0 = performance.now();
-  while (performance.now() - s0 < 3000) {
-    signer.signRawSync(tbs);
-    signs++;
+async function measure(mode: 'tsa' | 'bare'): Promise<Result> {
+  const { port, child } = await startServer(mode);
+  if (mode === 'tsa') {
+    // One real token, checked by openssl before anything is timed.
+    const res = await fetch(`http://127.0.0.1:${port}/tsa`, { method: 'POST', headers: { 'content-type': 'application/timestamp-query' }, body: query.der });
+    const reply = new Uint8Array(await res.arrayBuffer());
+    if (parseTimeStampResponse(reply).status !== 0) throw new Error(`the TSA did not grant: ${parseTimeStampResponse(reply).failInfo}`);
+    writeFileSync(join(dir, 'reply.tsr'), reply);
+    const v = spawnSync('openssl', ['ts', '-verify', '-data', join(dir, 'data.txt'), '-in', join(dir, 'reply.tsr'), '-CAfile', pki.files.root, '-untrusted', pki.files.issuing], { encoding: 'utf8' });
+    if (v.status !== 0) throw new Error(`openssl ts -verify failed:\n${v.stdout}${v.stderr}`);
   }
-  const hsmRate = signs / ((performance.now() - s0) / 1000);
-
-  const data = new Uint8Array(Buffer.from('bench document'));
-  const query = buildTimeStampQuery(data, { certReq: true, nonce: 0x0102030405060708n });
-  const bare = await serve('bare', {}, query.der);
-  const tsa = await serve('tsa', { BENCH_DB: db, BENCH_TSA_CERT: pki.files.tsa }, query.der);
-
-  // The answers were real, verifiable tokens, and every one is recorded.
-  const parsed = parseTimeStampResponse(new Uint8Array(tsa.sample!));
-  if (parsed.status !== 0 || !parsed.token) throw new Error(`the TSA did not grant: ${parsed.failInfo}`);
-  await verifyTimeStampToken(parsed.token, data, { trustAnchors: [pki.root], intermediates: [pki.issuing] });
-  const store = openBenchLmdbStore(db);
-  const recorded = store.table('tsa.tokens').count();
-  await store.close();
-
-  const row = (name: string, rate: number, note = '') => console.log(`| ${name.padEnd(44)} | ${rate.toFixed(0).padStart(8)} | ${note}`);
-  console.log(`\nTSA benchmark: ${seconds}s, ${connections} connections, ${workers} server workers, ECDSA P-256 in SoftHSM2, LMDB ledger\n`);
-  console.log(`| ${'measure'.padEnd(44)} | ${'per s'.padStart(8)} | ratio`);
-  console.log(`|${'-'.repeat(46)}|${'-'.repeat(10)}|------`);
-  row('(a) raw HSM sign, 1 caller, sync C_Sign', hsmRate);
-  row('(b) bare fastify POST, fixed 500-byte body', bare.rate, bare.non200 ? `${bare.non200} non-200!` : '');
-  row('TSA tokens via POST /tsa', tsa.rate,
-    `${((100 * tsa.rate) / bare.rate).toFixed(0)}% of (b) [target 40%], ${((100 * tsa.rate) / hsmRate).toFixed(0)}% of (a) [target 35%]`);
-  console.log(`\ntokens recorded in tsa.tokens: ${recorded} (granted incl. warm-up: every 200 answer; non-200: ${tsa.non200}); token size ${parsed.token.length} B`);
-  pki.cleanup();
-  rmSync(dir, { recursive: true, force: true });
+  await wrk(port, 2); // warm-up (JIT, LMDB map, worker threads)
+  const result = await wrk(port, SECONDS);
+  await stopServer(child);
+  return result;
 }
 
-if (cluster.isPrimary) await primary();
-else await worker();
+const bare = await measure('bare');
+const tsa = await measure('tsa');
+const store = openLmdbStore(join(dir, 'store'), { readOnly: true });
+const recorded = store.table('tsa.tokens').count();
+const audited = store.table('audit.records').count();
+await store.close();
+
+const pad = (s: string, n: number) => s.padEnd(n);
+const num = (n: number, d = 0) => n.toFixed(d).padStart(8);
+console.log(`\nTSA benchmark: wrk -t1 -c${CONNECTIONS} -d${SECONDS}s on loopback; ${availableParallelism()} CPUs; one server process (buildPublicApp, log level ${process.env.TSA_BENCH_LOG_LEVEL ?? 'warn'});`);
+console.log('ECDSA P-256 key in SoftHSM2 via hsm/pkcs11.ts; ledger + audit trail in LMDB (fsync per commit); query SHA-256 + nonce + certReq\n');
+console.log(`| ${pad('measure', 50)} | ${'per s'.padStart(8)} | ${'p50 ms'.padStart(8)} | ${'p99 ms'.padStart(8)} | vs (a) | vs (b) |`);
+console.log(`|${'-'.repeat(52)}|${'-'.repeat(10)}|${'-'.repeat(10)}|${'-'.repeat(10)}|--------|--------|`);
+const pct = (x: number, y: number) => `${((100 * x) / y).toFixed(0)}%`.padStart(6);
+console.log(`| ${pad('(a) raw HSM sign: 1 caller, sync graphene C_Sign', 50)} | ${num(hsmRate)} | ${'-'.padStart(8)} | ${'-'.padStart(8)} | ${pct(hsmRate, hsmRate)} | ${pct(hsmRate, bare.rps)} |`);
+console.log(`| ${pad('(b) bare route, fixed 500-byte body, same app', 50)} | ${num(bare.rps)} | ${num(bare.p50, 2)} | ${num(bare.p99, 2)} | ${pct(bare.rps, hsmRate)} | ${pct(bare.rps, bare.rps)} |`);
+console.log(`| ${pad('(c) TSA tokens via POST /tsa', 50)} | ${num(tsa.rps)} | ${num(tsa.p50, 2)} | ${num(tsa.p99, 2)} | ${pct(tsa.rps, hsmRate)} | ${pct(tsa.rps, bare.rps)} |`);
+const met = (x: boolean) => (x ? 'MET' : 'NOT MET');
+console.log(`\ntargets: (c) >= 40% of (b): ${met(tsa.rps >= 0.4 * bare.rps)}; (c) >= 35% of (a): ${met(tsa.rps >= 0.35 * hsmRate)}`);
+console.log(`errors: bare ${bare.errors || 'none'}; tsa ${tsa.errors || 'none'}`);
+console.log(`tokens recorded in tsa.tokens: ${recorded} (wrk counted ${tsa.requests} in the timed run, plus warm-up and the checked token); audit records: ${audited}`);
+pki.cleanup();
+process.exit(0);
