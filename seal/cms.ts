@@ -7,16 +7,15 @@
  * SignerInfo's signature value, from yinxin's TSA. A TSA that fails fails the whole seal: a B-B
  * signature is never produced silently.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { YinxinError } from '../common/errors.ts';
 import { toArrayBuffer } from '../common/pem.ts';
-import { digestAlgorithm, hashOfScheme, signatureAlgorithm } from '../hsm/algorithms.ts';
-import type { HashName, Signer } from '../hsm/signer.ts';
-import { compareDer, TSA_OID } from '../tsa/asn1.ts';
-import { buildTimeStampQuery, parseTimeStampResponse } from '../tsa/client.ts';
-import { PKIStatus } from '../tsa/failure.ts';
+import { digestAlgorithm, hashOfScheme, signatureAlgorithmDer } from '../hsm/algorithms.ts';
+import type { HashName, SignatureScheme, Signer } from '../hsm/signer.ts';
+import { compareDer, encode, preencoded, TSA_OID } from '../tsa/asn1.ts';
+import { grantedTokenFor, quickTimeStampQuery } from '../tsa/fast-client.ts';
 import { signingCertificateV2 } from '../tsa/token.ts';
 
 export const CMS_OID = {
@@ -63,12 +62,14 @@ export function digest(hash: HashName, parts: Iterable<Uint8Array>): Uint8Array 
   return new Uint8Array(h.digest());
 }
 
-function attribute(type: string, value: asn1js.BaseBlock): pkijs.Attribute {
-  return new pkijs.Attribute({ type, values: [value] });
+/** Attribute ::= SEQUENCE { attrType OBJECT IDENTIFIER, attrValues SET OF AttributeValue } (RFC 5652 s5.3) */
+function attribute(type: string, value: asn1js.BaseBlock): asn1js.Sequence {
+  return new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: type }), new asn1js.Set({ value: [value] })] });
 }
 
-function der(block: { toBER(sizeOnly?: boolean): ArrayBuffer }): Uint8Array {
-  return new Uint8Array(block.toBER(false));
+/** [n] IMPLICIT SET OF / CHOICE wrapper of context class, constructed. */
+function tagged(tagNumber: number, value: asn1js.BaseBlock[]): asn1js.Constructed {
+  return new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber }, value });
 }
 
 /**
@@ -76,55 +77,129 @@ function der(block: { toBER(sizeOnly?: boolean): ArrayBuffer }): Uint8Array {
  * octets) and returns the token. Everything that can go wrong becomes 'time-not-available'.
  */
 export async function signatureTimeStamp(signature: Uint8Array, timeStamper: TimeStamper): Promise<Uint8Array> {
-  const query = buildTimeStampQuery(signature, { hash: 'SHA-256', certReq: true, nonce: BigInt(`0x${randomBytes(8).toString('hex')}`) | 1n });
+  const query = quickTimeStampQuery(digest('SHA-256', [signature]), 'SHA-256');
   let reply: Uint8Array;
   try {
     reply = await timeStamper(query.der);
   } catch (e) {
     throw new YinxinError('time-not-available', `the seal needs a signature time-stamp and the TSA failed: ${(e as Error).message}`, undefined, { cause: e });
   }
-  let parsed;
-  try {
-    parsed = parseTimeStampResponse(reply);
-  } catch (e) {
-    throw new YinxinError('time-not-available', 'the TSA answered with something that is not a TimeStampResp', undefined, { cause: e });
-  }
-  if ((parsed.status !== PKIStatus.granted && parsed.status !== PKIStatus.grantedWithMods) || !parsed.token) {
-    throw new YinxinError('time-not-available', `the TSA refused the signature time-stamp: ${parsed.failInfo.join(', ') || 'no reason'} ${parsed.statusText.join(' ')}`.trim(), { failInfo: parsed.failInfo });
-  }
-  // The token must be for this signature and this request: a TSA answering the wrong query is down too.
-  // Read with asn1js alone (pkijs' schema matching costs ~10 ms per token here, RFC 3161 s2.4.2 layout).
-  try {
-    const { imprint, nonce } = tokenImprintAndNonce(parsed.token);
-    if (Buffer.compare(Buffer.from(imprint), Buffer.from(query.imprint)) !== 0 || nonce !== query.nonce) throw new Error('imprint or nonce mismatch');
-  } catch (e) {
-    throw new YinxinError('time-not-available', 'the TSA returned a token that is not for this signature', undefined, { cause: e });
-  }
-  return parsed.token;
+  return grantedTokenFor(query, reply);
 }
 
-/** ContentInfo -> SignedData -> encapContentInfo -> eContent TSTInfo -> messageImprint.hashedMessage and nonce. */
-function tokenImprintAndNonce(token: Uint8Array): { imprint: Uint8Array; nonce: bigint | undefined } {
-  const seq = (b: asn1js.BaseBlock | undefined, what: string): asn1js.BaseBlock[] => {
-    const v = (b as asn1js.Constructed | undefined)?.valueBlock?.value;
-    if (!Array.isArray(v)) throw new Error(`${what} is not constructed`);
-    return v as asn1js.BaseBlock[];
-  };
-  const contentInfo = asn1js.fromBER(toArrayBuffer(token)).result;
-  const signedData = seq(seq(contentInfo, 'ContentInfo')[1], '[0]')[0];
-  const encap = seq(signedData, 'SignedData')[2];
-  const eContent = seq(seq(encap, 'EncapsulatedContentInfo')[1], '[0]')[0];
-  if (!(eContent instanceof asn1js.OctetString)) throw new Error('eContent is not an OCTET STRING');
-  const octets = eContent.valueBlock.isConstructed
-    ? Buffer.concat((eContent.valueBlock.value as asn1js.OctetString[]).map((o) => Buffer.from(o.valueBlock.valueHexView)))
-    : Buffer.from(eContent.valueBlock.valueHexView);
-  const tstInfo = seq(asn1js.fromBER(toArrayBuffer(new Uint8Array(octets))).result, 'TSTInfo');
-  const hashed = seq(tstInfo[2], 'MessageImprint')[1];
-  if (!(hashed instanceof asn1js.OctetString)) throw new Error('hashedMessage is not an OCTET STRING');
-  // After genTime (index 4): accuracy SEQUENCE, ordering BOOLEAN, then nonce INTEGER, all optional.
-  const nonceBlock = tstInfo.slice(5).find((b) => b instanceof asn1js.Integer) as asn1js.Integer | undefined;
-  const nonce = nonceBlock ? BigInt(`0x${Buffer.from(nonceBlock.valueBlock.valueHexView).toString('hex') || '0'}`) : undefined;
-  return { imprint: new Uint8Array(hashed.valueBlock.valueHexView), nonce };
+/**
+ * The parts of a seal's SignedData that are the same for every seal made with one credential
+ * (certificate and chain) and digest algorithm, encoded once with asn1js/pkijs: the SignedData
+ * head (version, digestAlgorithms, encapContentInfo, certificates), the SignerInfo head (version,
+ * sid, digestAlgorithm), the content-type and signing-certificate-v2 attributes and the
+ * signatureAlgorithm. Per seal only message-digest, signing-time, the signature and the
+ * time-stamp token are encoded and placed beside them (the technique of tsa/token.ts).
+ */
+export class SealCmsWriter {
+  /** The seal certificate's SubjectPublicKeyInfo (DER): the signer must hold its private half. */
+  readonly publicKeyInfo: Uint8Array;
+  readonly hash: HashName;
+  readonly #signedDataHead: asn1js.BaseBlock;
+  readonly #signerInfoHead: asn1js.BaseBlock;
+  readonly #fixedAttributes: Uint8Array[];
+  readonly #signatureAlgorithms = new Map<SignatureScheme, asn1js.BaseBlock>();
+  readonly #contentInfoOid: asn1js.BaseBlock;
+  readonly #timeStampOid: asn1js.BaseBlock;
+
+  constructor(credential: Pick<SealCredential, 'certificate' | 'chain'>, hash: HashName) {
+    let certificate: pkijs.Certificate;
+    let chain: asn1js.BaseBlock[];
+    try {
+      certificate = pkijs.Certificate.fromBER(toArrayBuffer(credential.certificate));
+      // Checked as certificates once; placed in the SignedData as the bytes given.
+      chain = credential.chain.map((c) => {
+        pkijs.Certificate.fromBER(toArrayBuffer(c));
+        return preencoded(c);
+      });
+    } catch (e) {
+      throw new YinxinError('config-invalid', 'the seal certificate or its chain is not DER X.509', undefined, { cause: e });
+    }
+    this.hash = hash;
+    this.publicKeyInfo = encode(certificate.subjectPublicKeyInfo.toSchema());
+    const digestAlgorithmDer = encode(digestAlgorithm(hash).toSchema());
+    // SignedData version 1: id-data content, only X.509 certificates, sid by issuerAndSerialNumber (RFC 5652 s5.1).
+    this.#signedDataHead = preencoded(Buffer.concat([
+      encode(new asn1js.Integer({ value: 1 })),
+      encode(new asn1js.Set({ value: [preencoded(digestAlgorithmDer)] })),
+      encode(new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: CMS_OID.data })] })),
+      encode(tagged(0, [preencoded(credential.certificate), ...chain])),
+    ]));
+    const sid = new pkijs.IssuerAndSerialNumber({ issuer: certificate.issuer, serialNumber: certificate.serialNumber });
+    this.#signerInfoHead = preencoded(Buffer.concat([encode(new asn1js.Integer({ value: 1 })), encode(sid.toSchema()), digestAlgorithmDer]));
+    this.#fixedAttributes = [
+      encode(attribute(CMS_OID.contentType, new asn1js.ObjectIdentifier({ value: CMS_OID.data }))),
+      encode(attribute(CMS_OID.signingCertificateV2, signingCertificateV2(credential.certificate, certificate))),
+    ];
+    this.#contentInfoOid = preencoded(encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signedData })));
+    this.#timeStampOid = preencoded(encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signatureTimeStampToken })));
+  }
+
+  #signatureAlgorithm(scheme: SignatureScheme): asn1js.BaseBlock {
+    let block = this.#signatureAlgorithms.get(scheme);
+    if (!block) this.#signatureAlgorithms.set(scheme, (block = preencoded(signatureAlgorithmDer(scheme))));
+    return block;
+  }
+
+  /** Signs (one HSM signature), time-stamps (one TSA request) and returns the ContentInfo DER. */
+  async write(input: { signer: Signer; contentDigest: Uint8Array; signingTime?: Date; timeStamper: TimeStamper }): Promise<Uint8Array> {
+    const { signer } = input;
+    if (Buffer.compare(Buffer.from(this.publicKeyInfo), Buffer.from(signer.publicKeyInfo)) !== 0) {
+      throw new YinxinError('config-invalid', `the seal certificate does not certify HSM key "${signer.label}"`);
+    }
+    const attributes = [
+      ...this.#fixedAttributes,
+      encode(attribute(CMS_OID.messageDigest, new asn1js.OctetString({ valueHex: input.contentDigest }))),
+    ];
+    // RFC 5652 s11.3: UTCTime through 2049, GeneralizedTime after.
+    if (input.signingTime) {
+      const t = new Date(Math.floor(input.signingTime.getTime() / 1000) * 1000);
+      attributes.push(encode(attribute(CMS_OID.signingTime, t.getUTCFullYear() < 2050 ? new asn1js.UTCTime({ valueDate: t }) : new asn1js.GeneralizedTime({ valueDate: t }))));
+    }
+    // X.690 s11.6: a DER SET OF sorts its elements by their encodings.
+    const sorted = attributes.sort(compareDer).map(preencoded);
+    // RFC 5652 s5.4: the signature covers the attributes' DER with an explicit SET OF tag;
+    // the SignerInfo carries the same content under [0] IMPLICIT.
+    const signature = await signer.sign(encode(new asn1js.Set({ value: sorted })), signer.scheme);
+    const token = await signatureTimeStamp(signature, input.timeStamper);
+
+    const signerInfo = new asn1js.Sequence({
+      value: [
+        this.#signerInfoHead,
+        tagged(0, sorted),
+        this.#signatureAlgorithm(signer.scheme),
+        new asn1js.OctetString({ valueHex: signature }),
+        tagged(1, [new asn1js.Sequence({ value: [this.#timeStampOid, new asn1js.Set({ value: [preencoded(token)] })] })]),
+      ],
+    });
+    const signedData = new asn1js.Sequence({ value: [this.#signedDataHead, new asn1js.Set({ value: [signerInfo] })] });
+    return encode(new asn1js.Sequence({ value: [this.#contentInfoOid, tagged(0, [signedData])] }));
+  }
+}
+
+/**
+ * Prepared writers by credential content, so a caller that rebuilds its credential object per seal
+ * (the registry reads the certificate from the store each time) still reuses the prepared parts.
+ * A pure memo of (certificate, chain, hash): bounded, oldest dropped first.
+ */
+const writers = new Map<string, SealCmsWriter>();
+const MAX_WRITERS = 256;
+
+export function sealCmsWriter(credential: Pick<SealCredential, 'certificate' | 'chain'>, hash: HashName): SealCmsWriter {
+  const h = createHash('sha256').update(hash);
+  for (const c of [credential.certificate, ...credential.chain]) h.update(String(c.length)).update(c);
+  const key = h.digest('hex');
+  let writer = writers.get(key);
+  if (!writer) {
+    writer = new SealCmsWriter(credential, hash);
+    if (writers.size >= MAX_WRITERS) writers.delete(writers.keys().next().value!);
+    writers.set(key, writer);
+  }
+  return writer;
 }
 
 /**
@@ -132,55 +207,5 @@ function tokenImprintAndNonce(token: Uint8Array): { imprint: Uint8Array; nonce: 
  * time-stamp request.
  */
 export async function buildSignedData(input: SignedDataInput): Promise<Uint8Array> {
-  const { signer, hash } = input;
-  let certificate: pkijs.Certificate;
-  let chain: pkijs.Certificate[];
-  try {
-    certificate = pkijs.Certificate.fromBER(toArrayBuffer(input.certificate));
-    chain = input.chain.map((c) => pkijs.Certificate.fromBER(toArrayBuffer(c)));
-  } catch (e) {
-    throw new YinxinError('config-invalid', 'the seal certificate or its chain is not DER X.509', undefined, { cause: e });
-  }
-  if (Buffer.compare(Buffer.from(der(certificate.subjectPublicKeyInfo.toSchema())), Buffer.from(signer.publicKeyInfo)) !== 0) {
-    throw new YinxinError('config-invalid', `the seal certificate does not certify HSM key "${signer.label}"`);
-  }
-  const attributes = [
-    attribute(CMS_OID.contentType, new asn1js.ObjectIdentifier({ value: CMS_OID.data })),
-    attribute(CMS_OID.messageDigest, new asn1js.OctetString({ valueHex: toArrayBuffer(input.contentDigest) })),
-    attribute(CMS_OID.signingCertificateV2, signingCertificateV2(input.certificate, certificate)),
-  ];
-  // RFC 5652 s11.3: UTCTime through 2049, GeneralizedTime after.
-  if (input.signingTime) {
-    const t = new Date(Math.floor(input.signingTime.getTime() / 1000) * 1000);
-    attributes.push(attribute(CMS_OID.signingTime, t.getUTCFullYear() < 2050 ? new asn1js.UTCTime({ valueDate: t }) : new asn1js.GeneralizedTime({ valueDate: t })));
-  }
-  // X.690 s11.6: DER SET OF sorts by encoding; pkijs writes the attributes in array order.
-  const encoded = attributes.map((a) => ({ a, d: der(a.toSchema()) })).sort((x, y) => compareDer(x.d, y.d));
-  const sortedAttributes = encoded.map((e) => e.a);
-  // RFC 5652 s5.4: the signature covers the attributes' DER with an explicit SET OF tag.
-  const toBeSigned = der(new asn1js.Set({ value: encoded.map((e) => asn1js.fromBER(toArrayBuffer(e.d)).result) }));
-  const signature = await signer.sign(toBeSigned, signer.scheme);
-  const token = await signatureTimeStamp(signature, input.timeStamper);
-
-  const signerInfo = new pkijs.SignerInfo({
-    version: 1,
-    sid: new pkijs.IssuerAndSerialNumber({ issuer: certificate.issuer, serialNumber: certificate.serialNumber }),
-    digestAlgorithm: digestAlgorithm(hash),
-    signedAttrs: new pkijs.SignedAndUnsignedAttributes({ type: 0, attributes: sortedAttributes }),
-    signatureAlgorithm: signatureAlgorithm(signer.scheme),
-    signature: new asn1js.OctetString({ valueHex: toArrayBuffer(signature) }),
-    unsignedAttrs: new pkijs.SignedAndUnsignedAttributes({
-      type: 1,
-      attributes: [attribute(CMS_OID.signatureTimeStampToken, asn1js.fromBER(toArrayBuffer(token)).result)],
-    }),
-  });
-  const signedData = new pkijs.SignedData({
-    version: 1,
-    digestAlgorithms: [digestAlgorithm(hash)],
-    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: CMS_OID.data }),
-    certificates: [certificate, ...chain],
-    signerInfos: [signerInfo],
-  });
-  const contentInfo = new pkijs.ContentInfo({ contentType: CMS_OID.signedData, content: signedData.toSchema() });
-  return der(contentInfo.toSchema());
+  return sealCmsWriter(input, input.hash).write(input);
 }
