@@ -10,13 +10,13 @@
 import '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { principalOf } from '../auth/guard.ts';
-import { actorName, type Principal } from '../auth/operators.ts';
+import { actorName } from '../auth/operators.ts';
 import { YinxinError } from '../common/errors.ts';
 import { toPem } from '../common/pem.ts';
 import { describeKeySpec } from '../hsm/algorithms.ts';
 import type { KeySpec } from '../hsm/signer.ts';
-import type { Key, Table } from '../store/store.ts';
-import { normalizeSerial, revocationReasons, type Actor, type AuthorityRecord, type CertificateAuthority, type CertificateRecord, type CertificateStatus } from './authority.ts';
+import { pageOf } from '../store/paging.ts';
+import { normalizeSerial, revocationReasons, type Actor, type AuthorityRecord, type CertificateAuthority, type CertificateRecord, type CertificateStatus, type SearchQuery } from './authority.ts';
 import type { CrlPublisher, PublishedCrl } from './crl-publisher.ts';
 import { describeKey } from './keys.ts';
 import { getProfile, profiles, type Subject, type SubjectAltNames, type SubjectAttributeType } from './profiles.ts';
@@ -236,95 +236,9 @@ const idParam = { type: 'object', required: ['id'], additionalProperties: false,
 const limitSchema = { type: 'integer', minimum: 1, maximum: 1000, default: 100 } as const;
 const cursorSchema = { type: 'string', maxLength: 2000, description: 'the `next` of the previous page' } as const;
 
-// ---------------------------------------------------------------- paging
-
-interface CursorState {
-  /** Which index the cursor walks (a cursor from another query is refused). */
-  i: string;
-  /** The last index key handed out. */
-  k: Key;
-}
-
-function encodeCursor(c: CursorState): string {
-  return Buffer.from(JSON.stringify(c), 'utf8').toString('base64url');
-}
-
-function decodeCursor(text: string | undefined, index: string): Key | undefined {
-  if (text === undefined) return undefined;
-  let c: CursorState;
-  try {
-    c = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as CursorState;
-  } catch {
-    throw new YinxinError('bad-request', 'the cursor is not one this API returned', { field: 'cursor' });
-  }
-  if (!c || typeof c !== 'object' || c.i !== index || !(typeof c.k === 'string' || (Array.isArray(c.k) && c.k.every((x) => typeof x === 'string' || typeof x === 'number')))) {
-    throw new YinxinError('bad-request', 'the cursor does not belong to this query', { field: 'cursor' });
-  }
-  return c.k;
-}
-
-/** The first key strictly after `key` in the store's order (an array key sorts after its prefixes). */
-function after(key: Key): Key {
-  return typeof key === 'string' || typeof key === 'number' ? [key, ''] : [...key, ''];
-}
-
-const MAX = '\uffff';
-/** Index entries examined per page at most: a selective filter on a big table returns a short page with a cursor instead of scanning it all. */
-const SCAN_BUDGET = 10_000;
-
-function paged<V, T>(
-  table: Table<V>, index: string, range: { start?: Key; end?: Key }, cursor: string | undefined, limit: number,
-  pick: (key: Key, value: V) => T | undefined,
-): { items: T[]; next: string | null } {
-  const from = decodeCursor(cursor, index);
-  const items: T[] = [];
-  let scanned = 0;
-  let last: Key | undefined;
-  for (const { key, value } of table.range({ start: from !== undefined ? after(from) : range.start, end: range.end })) {
-    if (items.length === limit) return { items, next: encodeCursor({ i: index, k: last! }) };
-    if (scanned++ >= SCAN_BUDGET) return { items, next: encodeCursor({ i: index, k: last! }) };
-    last = key;
-    const item = pick(key, value);
-    if (item !== undefined) items.push(item);
-  }
-  return { items, next: null };
-}
-
 interface CertificateQuery {
   ca?: string; subject?: string; identifier?: string; organization?: string; status?: CertificateStatus; profile?: string;
   expiresBefore?: string; expiresAfter?: string; limit: number; cursor?: string;
-}
-
-function matches(r: CertificateRecord, q: CertificateQuery): boolean {
-  if (q.ca !== undefined && r.ca !== q.ca) return false;
-  if (q.identifier !== undefined && r.identifier !== q.identifier) return false;
-  if (q.organization !== undefined && r.organization !== q.organization) return false;
-  if (q.status !== undefined && r.status !== q.status) return false;
-  if (q.profile !== undefined && r.profile !== q.profile) return false;
-  if (q.subject !== undefined && !(r.subjectAttributes.find((a) => a.type === 'CN')?.value.toLowerCase().startsWith(q.subject.toLowerCase()))) return false;
-  if (q.expiresBefore !== undefined && !(r.notAfter < q.expiresBefore)) return false;
-  if (q.expiresAfter !== undefined && !(r.notAfter >= q.expiresAfter)) return false;
-  return true;
-}
-
-/** The authority's search (same index choice), walked page by page with a cursor. */
-function searchCertificates(authority: CertificateAuthority, q: CertificateQuery): { items: CertificateRecord[]; next: string | null } {
-  const viaIndex = (table: Table<1>, name: string, range: { start: Key; end: Key }) =>
-    paged(table, name, range, q.cursor, q.limit, (key) => {
-      const k = key as string[];
-      const r = authority.certificates.get([k[1], k[2]]);
-      return r && matches(r, q) ? r : undefined;
-    });
-  const exact = (v: string) => ({ start: [v, ''], end: [v, MAX] });
-  if (q.identifier !== undefined) return viaIndex(authority.index.identifier, 'identifier', exact(q.identifier));
-  if (q.subject !== undefined) return viaIndex(authority.index.subject, 'subject', { start: [q.subject.toLowerCase()], end: [q.subject.toLowerCase() + MAX] });
-  if (q.organization !== undefined) return viaIndex(authority.index.organization, 'organization', exact(q.organization));
-  if (q.status !== undefined) return viaIndex(authority.index.status, 'status', exact(q.status));
-  if (q.expiresBefore !== undefined || q.expiresAfter !== undefined) {
-    return viaIndex(authority.index.expiry, 'expiry', { start: [q.expiresAfter ?? ''], end: [q.expiresBefore ?? MAX] });
-  }
-  return paged(authority.certificates, 'certificates', q.ca ? { start: [q.ca, ''], end: [q.ca, MAX] } : {}, q.cursor, q.limit,
-    (_key, r) => (matches(r, q) ? r : undefined));
 }
 
 function isoDate(value: string | undefined, field: string): string | undefined {
@@ -470,7 +384,7 @@ export async function caApiRoutes(app: FastifyInstance, opts: CaApiRoutesOptions
     },
   }, async (req) => {
     const q = req.query;
-    const { items, next } = paged(ra.requests, 'requests', {}, q.cursor, q.limit, (_key, r) =>
+    const { items, next } = pageOf(ra.requests, 'requests', {}, q.cursor, q.limit, (_key, r) =>
       (q.status === undefined || r.status === q.status) && (q.requester === undefined || r.requester === q.requester)
       && (q.ca === undefined || r.ca === q.ca) && (q.profile === undefined || r.profile === q.profile) ? r : undefined);
     return { items: items.map(requestView), next };
@@ -554,11 +468,14 @@ export async function caApiRoutes(app: FastifyInstance, opts: CaApiRoutesOptions
       response: { 200: page(certificateSchema) },
     },
   }, async (req) => {
-    const q: CertificateQuery = { ...req.query, expiresBefore: isoDate(req.query.expiresBefore, 'expiresBefore'), expiresAfter: isoDate(req.query.expiresAfter, 'expiresAfter') };
-    if (q.expiresBefore === undefined) delete q.expiresBefore;
-    if (q.expiresAfter === undefined) delete q.expiresAfter;
+    const { cursor, expiresBefore, expiresAfter, ...rest } = req.query;
+    const q: SearchQuery = { ...rest };
+    const before = isoDate(expiresBefore, 'expiresBefore');
+    const after = isoDate(expiresAfter, 'expiresAfter');
+    if (before !== undefined) q.expiresBefore = new Date(before);
+    if (after !== undefined) q.expiresAfter = new Date(after);
     if (q.ca !== undefined) authority.getAuthority(q.ca);
-    const { items, next } = searchCertificates(authority, q);
+    const { items, next } = authority.searchPage(q, cursor);
     return { items: items.map(certificateView), next };
   });
 
@@ -668,7 +585,7 @@ export async function caApiRoutes(app: FastifyInstance, opts: CaApiRoutesOptions
       querystring: { type: 'object', additionalProperties: false, properties: { status: { type: 'string', enum: ['pending', 'completed'] }, limit: limitSchema, cursor: cursorSchema } },
       response: { 200: page(recoverySchema) },
     },
-  }, async (req) => paged(ra.recoveries, 'recoveries', {}, req.query.cursor, req.query.limit, (_k, r) => (req.query.status === undefined || r.status === req.query.status ? r : undefined)));
+  }, async (req) => pageOf(ra.recoveries, 'recoveries', {}, req.query.cursor, req.query.limit, (_k, r) => (req.query.status === undefined || r.status === req.query.status ? r : undefined)));
 
   app.get<{ Params: { id: string } }>('/api/v1/key-recoveries/:id', {
     config: { permission: 'certificates:read' },

@@ -21,6 +21,7 @@ import { YinxinError } from '../common/errors.ts';
 import { toPem } from '../common/pem.ts';
 import { defaultScheme, describeKeySpec } from '../hsm/algorithms.ts';
 import type { KeySpec, KeyStore, SignatureScheme, Signer } from '../hsm/signer.ts';
+import { pageOf, type Page } from '../store/paging.ts';
 import type { Key, Store, Table, Tx } from '../store/store.ts';
 import { CertificateTemplate, keyUsageForKey, type FixedExtensions, type IssuerContext } from './certificate.ts';
 import { checkKeyAllowed, describeKey, readSubjectPublicKey, type PublicKeyKind, type SubjectPublicKey } from './keys.ts';
@@ -574,27 +575,30 @@ export class CertificateAuthority {
     }
   }
 
-  /** Search through the most selective index the query allows, then filter. */
+  /** Search through the most selective index the query allows, then filter (first page). */
   search(q: SearchQuery): CertificateRecord[] {
+    return this.searchPage(q).items;
+  }
+
+  /** One page of a search; `cursor` is the `next` of the previous page. */
+  searchPage(q: SearchQuery, cursor?: string): Page<CertificateRecord> {
     const limit = Math.min(q.limit ?? 100, 1000);
-    let keys: Iterable<{ key: Key }>;
-    const exact = (table: Table<1>, v: string) => table.range({ start: [v, ''], end: [v, MAX] });
-    if (q.identifier !== undefined) keys = exact(this.index.identifier, q.identifier);
-    else if (q.subject !== undefined) keys = this.index.subject.range({ start: [q.subject.toLowerCase()], end: [q.subject.toLowerCase() + MAX] });
-    else if (q.organization !== undefined) keys = exact(this.index.organization, q.organization);
-    else if (q.status !== undefined) keys = exact(this.index.status, q.status);
-    else if (q.expiresBefore !== undefined || q.expiresAfter !== undefined) {
-      keys = this.index.expiry.range({ start: [q.expiresAfter?.toISOString() ?? ''], end: [q.expiresBefore?.toISOString() ?? MAX] });
-    } else keys = this.certificates.range(q.ca ? { start: [q.ca, ''], end: [q.ca, MAX] } : {});
-    const out: CertificateRecord[] = [];
-    for (const { key } of keys) {
-      const k = key as string[];
-      const r = k.length === 3 ? this.certificates.get([k[1], k[2]]) : this.certificates.get(k);
-      if (!r || !matches(r, q)) continue;
-      out.push(r);
-      if (out.length >= limit) break;
+    const viaIndex = (table: Table<1>, name: string, range: { start: Key; end: Key }) =>
+      pageOf(table, name, range, cursor, limit, (key) => {
+        const k = key as string[];
+        const r = this.certificates.get([k[1], k[2]]);
+        return r && matches(r, q) ? r : undefined;
+      });
+    const exact = (v: string) => ({ start: [v, ''], end: [v, MAX] });
+    if (q.identifier !== undefined) return viaIndex(this.index.identifier, 'identifier', exact(q.identifier));
+    if (q.subject !== undefined) return viaIndex(this.index.subject, 'subject', { start: [q.subject.toLowerCase()], end: [q.subject.toLowerCase() + MAX] });
+    if (q.organization !== undefined) return viaIndex(this.index.organization, 'organization', exact(q.organization));
+    if (q.status !== undefined) return viaIndex(this.index.status, 'status', exact(q.status));
+    if (q.expiresBefore !== undefined || q.expiresAfter !== undefined) {
+      return viaIndex(this.index.expiry, 'expiry', { start: [q.expiresAfter?.toISOString() ?? ''], end: [q.expiresBefore?.toISOString() ?? MAX] });
     }
-    return out;
+    return pageOf(this.certificates, 'certificates', q.ca ? { start: [q.ca, ''], end: [q.ca, MAX] } : {}, cursor, limit,
+      (_key, r) => (matches(r, q) ? r : undefined));
   }
 
   /** A certificate for download: DER, PEM, or PEM chain (the certificate, then its CAs up to the root). */
