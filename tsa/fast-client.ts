@@ -72,10 +72,59 @@ function parseWhole(der: Uint8Array, what: string): asn1js.BaseBlock {
   return parsed.result;
 }
 
+/**
+ * One DER TLV's place in `der`: identifier octet, where the contents start and end. Used to step
+ * over the parts of a reply this reader does not need (the token's certificates, signature) so
+ * that asn1js decodes only the small leaves read here: a full asn1js parse of a reply with the
+ * TSA certificate costs several times the rest of a seal. Single-octet tags only (all that
+ * RFC 3161 / RFC 5652 use on this path); definite lengths only (DER, X.690 s10.1).
+ */
+interface Tlv { tag: number; start: number; contentStart: number; end: number }
+
+function tlvAt(der: Uint8Array, start: number, limit: number, what: string): Tlv {
+  const bad = (why: string) => new YinxinError('malformed-der', `${what}: ${why}`);
+  if (start + 2 > limit) throw bad('truncated');
+  const tag = der[start];
+  if ((tag & 0x1f) === 0x1f) throw bad('multi-octet tag');
+  let length = der[start + 1];
+  let contentStart = start + 2;
+  if (length & 0x80) {
+    const octets = length & 0x7f;
+    if (octets === 0 || octets > 4) throw bad('indefinite or oversized length');
+    if (contentStart + octets > limit) throw bad('truncated length');
+    length = 0;
+    for (let i = 0; i < octets; i++) length = length * 256 + der[contentStart + i];
+    contentStart += octets;
+  }
+  const end = contentStart + length;
+  if (end > limit) throw bad('value runs past its container');
+  return { tag, start, contentStart, end };
+}
+
+/** The TLVs directly inside a constructed `parent` (or the first `max` of them). */
+function tlvChildren(der: Uint8Array, parent: Tlv, what: string, max = Infinity): Tlv[] {
+  if ((parent.tag & 0x20) === 0) throw new YinxinError('malformed-der', `${what} is not constructed`);
+  const out: Tlv[] = [];
+  for (let at = parent.contentStart; at < parent.end && out.length < max; at = out[out.length - 1].end) out.push(tlvAt(der, at, parent.end, what));
+  return out;
+}
+
+function expectTag(t: Tlv | undefined, tag: number, what: string): Tlv {
+  if (!t || t.tag !== tag) throw new YinxinError('malformed-der', `${what} has the wrong type`);
+  return t;
+}
+
+const SEQUENCE = 0x30;
+const OCTET_STRING = 0x04;
+const CONTEXT_0 = 0xa0;
+
 /** TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken TimeStampToken OPTIONAL } (s2.4.2). */
 export function readTimeStampReply(der: Uint8Array): QuickReply {
-  const response = children(parseWhole(der, 'the TimeStampResp'), 'TimeStampResp');
-  const statusInfo = children(response[0], 'PKIStatusInfo');
+  const outer = expectTag(tlvAt(der, 0, der.length, 'TimeStampResp'), SEQUENCE, 'TimeStampResp');
+  if (outer.end !== der.length) throw new YinxinError('malformed-der', 'the TimeStampResp is not one DER value');
+  const [statusTlv, tokenTlv, extra] = tlvChildren(der, outer, 'TimeStampResp');
+  if (extra) throw new YinxinError('malformed-der', 'the TimeStampResp has more than two fields');
+  const statusInfo = children(parseWhole(der.subarray(expectTag(statusTlv, SEQUENCE, 'PKIStatusInfo').start, statusTlv.end), 'PKIStatusInfo'), 'PKIStatusInfo');
   const statusBlock = statusInfo[0];
   if (!(statusBlock instanceof asn1js.Integer)) throw new YinxinError('malformed-der', 'PKIStatus is not an INTEGER');
   const statusText: string[] = [];
@@ -90,26 +139,29 @@ export function readTimeStampReply(der: Uint8Array): QuickReply {
       }
     }
   }
-  const tokenBlock = response[1];
+  if (tokenTlv) expectTag(tokenTlv, SEQUENCE, 'TimeStampToken');
   return {
     status: statusBlock.valueBlock.valueDec,
     statusText,
     failInfo,
-    token: tokenBlock ? new Uint8Array(tokenBlock.valueBeforeDecodeView) : undefined,
+    token: tokenTlv ? der.slice(tokenTlv.start, tokenTlv.end) : undefined,
   };
 }
 
-/** ContentInfo -> SignedData -> encapContentInfo -> eContent TSTInfo -> messageImprint.hashedMessage and nonce. */
+/**
+ * ContentInfo -> SignedData -> encapContentInfo -> eContent TSTInfo -> messageImprint.hashedMessage
+ * and nonce. Only the TSTInfo is decoded (asn1js); the path to it is stepped over TLV by TLV.
+ */
 export function tokenImprintAndNonce(token: Uint8Array): { imprint: Uint8Array; nonce: bigint | undefined } {
-  const contentInfo = children(parseWhole(token, 'the TimeStampToken'), 'ContentInfo');
-  const signedData = children(children(contentInfo[1], '[0]')[0], 'SignedData');
-  const encap = children(signedData[2], 'EncapsulatedContentInfo');
-  const eContent = children(encap[1], '[0]')[0];
-  if (!(eContent instanceof asn1js.OctetString)) throw new YinxinError('malformed-der', 'eContent is not an OCTET STRING');
-  const octets = eContent.valueBlock.isConstructed
-    ? Buffer.concat((eContent.valueBlock.value as asn1js.OctetString[]).map((o) => Buffer.from(o.valueBlock.valueHexView)))
-    : Buffer.from(eContent.valueBlock.valueHexView);
-  const tstInfo = children(parseWhole(new Uint8Array(octets), 'the TSTInfo'), 'TSTInfo');
+  const contentInfo = expectTag(tlvAt(token, 0, token.length, 'ContentInfo'), SEQUENCE, 'ContentInfo');
+  const [, content] = tlvChildren(token, contentInfo, 'ContentInfo', 2);
+  const [signedData] = tlvChildren(token, expectTag(content, CONTEXT_0, 'ContentInfo.content'), 'ContentInfo.content', 1);
+  const [, , encap] = tlvChildren(token, expectTag(signedData, SEQUENCE, 'SignedData'), 'SignedData', 3);
+  const [, eContentWrapper] = tlvChildren(token, expectTag(encap, SEQUENCE, 'EncapsulatedContentInfo'), 'EncapsulatedContentInfo', 2);
+  const [eContent] = tlvChildren(token, expectTag(eContentWrapper, CONTEXT_0, 'eContent'), 'eContent', 1);
+  // DER (RFC 5652 s5.2 asks for DER of the token's signed parts): a primitive OCTET STRING.
+  expectTag(eContent, OCTET_STRING, 'eContent');
+  const tstInfo = children(parseWhole(token.subarray(eContent.contentStart, eContent.end), 'the TSTInfo'), 'TSTInfo');
   const hashed = children(tstInfo[2], 'MessageImprint')[1];
   if (!(hashed instanceof asn1js.OctetString)) throw new YinxinError('malformed-der', 'hashedMessage is not an OCTET STRING');
   // After genTime (index 4): accuracy SEQUENCE, ordering BOOLEAN, then nonce INTEGER, all optional.
