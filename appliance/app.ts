@@ -46,6 +46,8 @@ function baseApp(o: AppOptions, server: 'http' | 'https', extra: Record<string, 
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{8,64}$/.test(given) ? given : randomUUID();
     },
+    // Unknown fields are refused (400), not silently dropped: a typo in a field name must not pass as "not given".
+    ajv: { customOptions: { removeAdditional: false } },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ...extra,

@@ -8,11 +8,12 @@ import { isYinxinError } from '../common/errors.ts';
 import { caCommands } from './cli/ca.ts';
 import { operatorCommands } from './cli/operators.ts';
 import { parseArgs, type Command } from './cli/support.ts';
+import { attributeCommands } from './cli/attributes.ts';
 import { sealCommands } from './cli/seal.ts';
 import { systemCommands } from './cli/system.ts';
 import { tsaCommands } from './cli/tsa.ts';
 
-const commands: Record<string, Command> = { ...systemCommands, ...operatorCommands, ...caCommands, ...tsaCommands, ...sealCommands };
+const commands: Record<string, Command> = { ...systemCommands, ...operatorCommands, ...caCommands, ...attributeCommands, ...tsaCommands, ...sealCommands };
 
 export async function main(argv: string[]): Promise<number> {
   const { words, flags } = parseArgs(argv);

@@ -15,6 +15,7 @@ import { ensureTlsMaterial } from './tls.ts';
 import { tsaRoutes } from '../tsa/index.ts';
 import { ocspRoutes } from '../ocsp/index.ts';
 import { caApiRoutes, caPublicRoutes } from '../ca/routes.ts';
+import { attributeCertificateRoutes } from '../ca/attribute-routes.ts';
 import { sealApiRoutes, sealPublicRoutes } from '../seal/index.ts';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -61,6 +62,7 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
       (app) => authRoutes(app, { operators: appliance.operators }),
       (app) => systemRoutes(app, { appliance }),
       (app) => caApiRoutes(app, { authority: services.authority, ra: services.ra, crls: services.crls }),
+      (app) => attributeCertificateRoutes(app, { attributes: services.attributes }),
       (app) => sealApiRoutes(app, { registry: services.seals, verifyOptions: services.sealVerifyOptions }),
       (app) => services.idp.routes(app),
     ],

@@ -250,17 +250,17 @@ function isoDate(value: string | undefined, field: string): string | undefined {
 
 // ---------------------------------------------------------------- routes
 
-function actorOf(request: FastifyRequest): Actor {
+export function actorOf(request: FastifyRequest): Actor {
   const principal = principalOf(request);
   return { actor: actorName(principal), person: principal.username, requestId: request.id };
 }
 
-function sendFile(reply: FastifyReply, type: string, filename: string, content: Uint8Array | string): FastifyReply {
+export function sendFile(reply: FastifyReply, type: string, filename: string, content: Uint8Array | string): FastifyReply {
   reply.type(type).header('content-disposition', `attachment; filename="${filename}"`).header('cache-control', 'no-store');
   return reply.send(typeof content === 'string' ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength));
 }
 
-function revocationReason(value: string | number): number {
+export function revocationReason(value: string | number): number {
   if (typeof value === 'number') return value;
   if (/^\d+$/.test(value)) return Number(value);
   if (!Object.hasOwn(revocationReasons, value)) {

@@ -24,7 +24,7 @@ import { defaultScheme, describeKeySpec } from '../hsm/algorithms.ts';
 import type { KeySpec, KeyStore, SignatureScheme, Signer } from '../hsm/signer.ts';
 import type { Store, Table } from '../store/store.ts';
 import { signAttributeCertificate, clearanceLevels, type ClearanceLevel } from './attribute-certificate.ts';
-import { normalizeSerial, randomSerial, revocationReasons, type Actor, type CertificateAuthority, type CertificateRecord } from './authority.ts';
+import { normalizeSerial, personOf, randomSerial, revocationReasons, type Actor, type CertificateAuthority, type CertificateRecord } from './authority.ts';
 import { CertificateTemplate } from './certificate.ts';
 import { encodeCrl } from './crl.ts';
 import { readSubjectPublicKey } from './keys.ts';
@@ -321,7 +321,7 @@ export class AttributeAuthority {
   /** RA workflow, step 1: an officer asks for an attribute certificate. Bad input stores nothing. */
   async submit(input: AttributeCertificateInput, actor: Actor): Promise<AttributeRequestRecord> {
     const checked = this.#check(input);
-    const record: AttributeRequestRecord = { id: `acreq-${randomUUID()}`, input: checked, requester: actor.actor, createdAt: this.#clock.now().toISOString(), status: 'pending' };
+    const record: AttributeRequestRecord = { id: `acreq-${randomUUID()}`, input: checked, requester: personOf(actor), createdAt: this.#clock.now().toISOString(), status: 'pending' };
     await this.#store.transaction((tx) => {
       tx.put(this.requests, record.id, record);
       this.#audit.append(tx, {
@@ -353,7 +353,7 @@ export class AttributeAuthority {
     const before = this.getRequest(id);
     const checkApprovable = (r: AttributeRequestRecord) => {
       if (r.status !== 'pending') throw new YinxinError('conflict', `request ${id} is ${r.status}, not pending`, { request: id, status: r.status });
-      if (r.requester === actor.actor) throw new YinxinError('separation-of-duties', `${actor.actor} submitted request ${id} and may not approve it`, { request: id });
+      if (r.requester === personOf(actor)) throw new YinxinError('separation-of-duties', `${personOf(actor)} submitted request ${id} and may not approve it`, { request: id });
     };
     checkApprovable(before);
     const input = this.#check(before.input);
@@ -366,7 +366,7 @@ export class AttributeAuthority {
       if (holder?.status !== 'good') throw new YinxinError('policy-violation', 'the holder certificate was revoked while the request waited', { field: 'holder' });
       if (tx.get(this.certificates, [certificate.aa, certificate.serial])) throw new YinxinError('conflict', `serial ${certificate.serial} is already in use`, { serial: certificate.serial });
       tx.put(this.certificates, [certificate.aa, certificate.serial], certificate);
-      const next: AttributeRequestRecord = { ...current, status: 'issued', approvedBy: actor.actor, issued: { aa: certificate.aa, serial: certificate.serial } };
+      const next: AttributeRequestRecord = { ...current, status: 'issued', approvedBy: personOf(actor), issued: { aa: certificate.aa, serial: certificate.serial } };
       tx.put(this.requests, id, next);
       this.#audit.append(tx, {
         actor: actor.actor, action: 'attribute-certificate.issue', object: `ac:${certificate.aa}/${certificate.serial}`, outcome: 'success', requestId: actor.requestId,
@@ -382,7 +382,7 @@ export class AttributeAuthority {
       const current = tx.get(this.requests, id);
       if (!current) throw new YinxinError('not-found', `no attribute certificate request with id ${id}`, { request: id });
       if (current.status !== 'pending') throw new YinxinError('conflict', `request ${id} is ${current.status}, not pending`, { request: id, status: current.status });
-      const next: AttributeRequestRecord = { ...current, status: 'rejected', rejection: { officer: actor.actor, at, reason } };
+      const next: AttributeRequestRecord = { ...current, status: 'rejected', rejection: { officer: personOf(actor), at, reason } };
       tx.put(this.requests, id, next);
       this.#audit.append(tx, { actor: actor.actor, action: 'attribute-certificate.reject', object: `acrequest:${id}`, outcome: 'success', requestId: actor.requestId, details: { reason } });
       return next;

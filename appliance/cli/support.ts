@@ -21,7 +21,9 @@ export const VALUE_FLAGS = new Set(['roles', 'name', 'password', 'display-name',
   'invalidity-date', 'status', 'cursor', 'role', 'identifier', 'organization', 'requester', 'expires-before', 'expires-after',
   'encryption-csr', 'encryption-generate',
   // cli/tsa.ts, cli/seal.ts
-  'hash', 'policy', 'untrusted', 'port', 'credit-code', 'kind', 'page', 'x', 'y', 'size', 'location']);
+  'hash', 'policy', 'untrusted', 'port',
+  // cli/attributes.ts
+  'holder-ca', 'holder-serial', 'position', 'department', 'clearance', 'credit-code', 'kind', 'page', 'x', 'y', 'size', 'location']);
 
 export function parseArgs(argv: string[]): { words: string[]; flags: Flags } {
   const words: string[] = [];
