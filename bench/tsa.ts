@@ -10,6 +10,7 @@
  * Load: wrk (C; Debian package wrk) with a static TimeStampReq body (SHA-256, nonce, certReq).
  *
  *   flock /tmp/yinxin-bench.lock node bench/tsa.ts     (TSA_BENCH_SECONDS=10, TSA_BENCH_CONNECTIONS=64)
+ *   TSA_BENCH_SERVER_ARGS="--cpu-prof --cpu-prof-dir=/tmp/tsa-prof"  profiles the TSA server process
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -83,7 +84,8 @@ wrk.headers["Content-Type"] = "application/timestamp-query"
 `);
 
 function startServer(mode: 'tsa' | 'bare'): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawn(process.execPath, [...process.execArgv, join(here, 'tsa-server.ts'), dir, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeArgs = mode === 'tsa' ? (process.env.TSA_BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean) : [];
+  const child = spawn(process.execPath, [...nodeArgs, join(here, 'tsa-server.ts'), dir, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = '';
@@ -129,7 +131,7 @@ async function measure(mode: 'tsa' | 'bare'): Promise<Result> {
   const { port, child } = await startServer(mode);
   if (mode === 'tsa') {
     // One real token, checked by openssl before anything is timed.
-    const res = await fetch(`http://127.0.0.1:${port}/tsa`, { method: 'POST', headers: { 'content-type': 'application/timestamp-query' }, body: query.der });
+    const res = await fetch(`http://127.0.0.1:${port}/tsa`, { method: 'POST', headers: { 'content-type': 'application/timestamp-query' }, body: Buffer.from(query.der) });
     const reply = new Uint8Array(await res.arrayBuffer());
     if (parseTimeStampResponse(reply).status !== 0) throw new Error(`the TSA did not grant: ${parseTimeStampResponse(reply).failInfo}`);
     writeFileSync(join(dir, 'reply.tsr'), reply);

@@ -65,3 +65,70 @@ export function integerOf(octets: Uint8Array): asn1js.Integer {
 export function hex(u8: Uint8Array | ArrayBuffer): string {
   return Buffer.from(u8 instanceof ArrayBuffer ? new Uint8Array(u8) : u8).toString('hex');
 }
+
+/**
+ * A DER template: a structure whose shape and every length are fixed, encoded once by asn1js with
+ * placeholder TLVs in its variable slots. fill() copies it and writes each slot's TLV (itself
+ * encoded by asn1js, of exactly the placeholder's length) at the slot's offset, so the result is
+ * the bytes asn1js would produce for the whole structure, without building an object tree per use.
+ * A change of any length is a different template (callers key their caches by the lengths).
+ */
+export type TemplatePart =
+  | { fixed: Uint8Array }
+  | { slot: string; length: number }
+  /** A constructed node: `wrap` is the asn1js block (SEQUENCE, SET, [n]) around the parts' TLVs. */
+  | { wrap: (content: asn1js.BaseBlock) => asn1js.BaseBlock; parts: TemplatePart[] };
+
+export class DerTemplate {
+  readonly bytes: Uint8Array;
+  readonly #slots: Array<{ name: string; offset: number; length: number }> = [];
+
+  constructor(root: TemplatePart) {
+    this.bytes = this.#build(root, 0);
+  }
+
+  #build(part: TemplatePart, at: number): Uint8Array {
+    if ('fixed' in part) return part.fixed;
+    if ('slot' in part) {
+      this.#slots.push({ name: part.slot, offset: at, length: part.length });
+      return new Uint8Array(part.length);
+    }
+    // The header's length depends on the content's length only: encode the content once to know
+    // it, then the node around it; children's offsets follow the header.
+    const contentLength = part.parts.reduce((n, p) => n + partLength(p), 0);
+    const header = encode(part.wrap(preencoded(new Uint8Array(contentLength)))).length - contentLength;
+    const chunks: Uint8Array[] = [];
+    let offset = at + header;
+    for (const p of part.parts) {
+      const bytes = this.#build(p, offset);
+      chunks.push(bytes);
+      offset += bytes.length;
+    }
+    return encode(part.wrap(preencoded(Buffer.concat(chunks))));
+  }
+
+  /** The template with every slot filled; each value must be the TLV of the slot's length. */
+  fill(values: Record<string, Uint8Array>): Uint8Array {
+    const out = Buffer.allocUnsafe(this.bytes.length);
+    out.set(this.bytes);
+    for (const s of this.#slots) {
+      const v = values[s.name];
+      if (!v || v.length !== s.length) throw new Error(`DER template slot ${s.name}: expected ${s.length} octets, got ${v?.length}`);
+      out.set(v, s.offset);
+    }
+    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  }
+}
+
+function partLength(part: TemplatePart): number {
+  if ('fixed' in part) return part.fixed.length;
+  if ('slot' in part) return part.length;
+  const content = part.parts.reduce((n, p) => n + partLength(p), 0);
+  return encode(part.wrap(preencoded(new Uint8Array(content)))).length;
+}
+
+export const sequenceOf = (...parts: TemplatePart[]): TemplatePart => ({ wrap: (c) => new asn1js.Sequence({ value: [c] }), parts });
+export const setOf = (...parts: TemplatePart[]): TemplatePart => ({ wrap: (c) => new asn1js.Set({ value: [c] }), parts });
+/** [n] context-specific, constructed (EXPLICIT tagging, or IMPLICIT of a constructed type). */
+export const contextOf = (tagNumber: number, ...parts: TemplatePart[]): TemplatePart =>
+  ({ wrap: (c) => new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [c] }), parts });
