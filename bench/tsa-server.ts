@@ -54,7 +54,6 @@ const QUERY_TYPE = 'application/timestamp-query';
       clock: systemClock,
       timeGuard: new TimeGuard({ clock: systemClock }),
       policy: { default: '1.2.3.4.1', accepted: [] },
-      precisionMs: 1,
       onSystemFailure: (e) => logger.error({ err: e }, 'systemFailure'),
     });
     tsaMetrics(metrics, authority);

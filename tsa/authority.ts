@@ -4,7 +4,7 @@
  * respond() never throws: every refusal is a TimeStampResp with status rejection and the failInfo
  * failure.ts maps the error to.
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { AuditLog } from '../audit/types.ts';
 import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
@@ -70,10 +70,22 @@ export interface TimeStampAuthority {
  * transaction, and the token is re-issued under a fresh serial. A serial is only ever sent once
  * its record is durable, so a crash cannot make it reusable.
  */
-function newSerial(): Uint8Array {
-  const serial = randomBytes(17);
-  serial[0] = 0x01;
-  return serial;
+const SERIALS_PER_FILL = 256;
+
+/** One CSPRNG call per 256 serials (randomBytes per token was 2% of a token's CPU). */
+function serialSource(): () => Uint8Array {
+  let pool = new Uint8Array(0);
+  let at = 0;
+  return () => {
+    if (at === pool.length) {
+      pool = randomFillSync(new Uint8Array(17 * SERIALS_PER_FILL));
+      at = 0;
+    }
+    const serial = pool.subarray(at, at + 17);
+    at += 17;
+    serial[0] = 0x01;
+    return serial;
+  };
 }
 
 const MAX_SERIAL_ATTEMPTS = 4;
@@ -87,6 +99,7 @@ export function createTimeStampAuthority(options: TimeStampAuthorityOptions): Ti
     accuracy: options.accuracy ?? { seconds: 1 },
   });
   const ledger = new TokenLedger(store, options.audit);
+  const newSerial = serialSource();
   // The latest genTime of earlier runs: stamping waits if the clock is now behind it.
   const latest = ledger.latestGenTime();
   if (latest) timeGuard.issued(latest);
