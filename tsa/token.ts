@@ -126,6 +126,7 @@ export class TokenWriter {
   readonly #responseTemplates = new Map<string, DerTemplate>();
   /** The last genTime encoded: under load, many tokens share one (whole seconds by default). */
   #lastGenTime: { ms: number; der: Uint8Array } = { ms: NaN, der: new Uint8Array(0) };
+  #signQueue: Array<{ data: Uint8Array; resolve: (s: Uint8Array) => void; reject: (e: unknown) => void }> = [];
   /** Subject of the TSA certificate, for logs and /healthz. */
   readonly subject: string;
   readonly notAfter: Date;
@@ -229,6 +230,33 @@ export class TokenWriter {
     return this.#lastGenTime.der;
   }
 
+  /**
+   * Signatures asked for within one event-loop turn are handed to the signer together on the next
+   * (setImmediate): requests arrive one per socket callback, so the HSM key store would see each
+   * as a lone caller and sign it on the main thread; handed together, it spreads them over its
+   * worker threads (hsm/pkcs11.ts), leaving the main thread to HTTP and encoding.
+   */
+  #sign(data: Uint8Array): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      if (this.#signQueue.push({ data, resolve, reject }) === 1) setImmediate(() => this.#releaseSignatures());
+    });
+  }
+
+  #releaseSignatures(): void {
+    const batch = this.#signQueue;
+    this.#signQueue = [];
+    for (const job of batch) {
+      let signing: Promise<Uint8Array>;
+      try {
+        signing = this.#signer.sign(job.data, this.#scheme);
+      } catch (e) {
+        job.reject(e);
+        continue;
+      }
+      signing.then(job.resolve, job.reject);
+    }
+  }
+
   /** TSTInfo (RFC 3161 s2.4.2) DER. ordering is FALSE, its DEFAULT, hence absent. */
   tstInfo(f: TokenFields): Uint8Array {
     const imprint = encode(new asn1js.OctetString({ valueHex: f.hashedMessage }));
@@ -262,7 +290,7 @@ export class TokenWriter {
     // RFC 5652 s5.4: the signature covers the DER of the attributes with an explicit SET OF tag;
     // the SignerInfo carries the same content under [0] IMPLICIT.
     const toBeSigned = this.#signedAttrs.fill({ digestAttr });
-    const signature = await this.#signer.sign(toBeSigned, this.#scheme);
+    const signature = await this.#sign(toBeSigned);
 
     const eContent = encode(new asn1js.OctetString({ valueHex: tstInfo }));
     const signatureValue = encode(new asn1js.OctetString({ valueHex: signature }));
