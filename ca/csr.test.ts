@@ -188,3 +188,9 @@ t.test('fuzz: random mutations of valid CSRs never crash', async (t) => {
   t.ok((codes['malformed-der'] ?? 0) > 0 && (codes['bad-signature'] ?? 0) > 0, 'both failure kinds were exercised');
   t.comment(`${rounds} mutations: ${accepted} still valid, ${JSON.stringify(codes)}`);
 });
+
+t.test('regression: RSASSA-PSS with an empty INTEGER as MGF1 hash parameters is malformed, as openssl says', async (t) => {
+  // Found by the fuzz test above: a one-byte mutation (NULL 05 00 -> 02 00) that openssl refuses and we accepted.
+  const der = new Uint8Array(Buffer.from(readFileSync(new URL('./fixtures/pss-mgf1-hash-params-empty-integer.hex', import.meta.url), 'utf8').trim(), 'hex'));
+  await t.rejects(parseCsr(der), { code: 'malformed-der', message: /parameters must be absent or NULL/ });
+});

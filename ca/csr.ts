@@ -220,6 +220,20 @@ function ecdsaHash(oid: string): HashName | null {
 }
 const nodeHash = (h: HashName) => h.replace('-', '').toLowerCase();
 
+/**
+ * RFC 4055 s2.1: the SHA-2 AlgorithmIdentifiers carry absent or NULL parameters; anything else is
+ * malformed (regression: the CSR fuzz test found an INTEGER of length 0 there accepted, where
+ * openssl refuses the request).
+ */
+function assertHashParameters(alg: pkijs.AlgorithmIdentifier, what: string): void {
+  const params = alg.algorithmParams as unknown;
+  // pkijs leaves an empty asn1js.Any where the parameters are absent.
+  const absent = params === undefined || params instanceof asn1js.Any;
+  if (!absent && !(params instanceof asn1js.Null && params.valueBeforeDecodeView.byteLength === 2)) {
+    throw malformed(`the ${what} parameters must be absent or NULL (RFC 4055 s2.1)`);
+  }
+}
+
 /** RFC 4055 s3.1 parameters, restricted to what node:crypto verifies: MGF1 with the message hash. */
 function readPssParams(params: unknown): { hash: HashName; saltLength: number } {
   if (!(params instanceof asn1js.Sequence)) throw malformed('RSASSA-PSS signature parameters are missing (RFC 4055 s3.1)');
@@ -234,13 +248,16 @@ function readPssParams(params: unknown): { hash: HashName; saltLength: number } 
   if (hash !== 'SHA-256' && hash !== 'SHA-384' && hash !== 'SHA-512') {
     throw unsupported(`RSASSA-PSS with hash ${hash ?? hashOid} is not supported: use SHA-256, SHA-384 or SHA-512`);
   }
+  assertHashParameters(p.hashAlgorithm, 'RSASSA-PSS hash');
   if (p.maskGenAlgorithm.algorithmId !== OID.mgf1) throw unsupported(`RSASSA-PSS mask generation ${p.maskGenAlgorithm.algorithmId} is not supported: use MGF1`);
-  let mgfHashOid: string | undefined;
+  let mgfHash: pkijs.AlgorithmIdentifier;
   try {
-    mgfHashOid = new pkijs.AlgorithmIdentifier({ schema: p.maskGenAlgorithm.algorithmParams }).algorithmId;
+    mgfHash = new pkijs.AlgorithmIdentifier({ schema: p.maskGenAlgorithm.algorithmParams });
   } catch (e) {
     throw malformed('the MGF1 parameters of the RSASSA-PSS signature could not be parsed', e);
   }
+  assertHashParameters(mgfHash, 'RSASSA-PSS MGF1 hash');
+  const mgfHashOid = mgfHash.algorithmId;
   if (mgfHashOid !== hashOid) {
     throw unsupported(`RSASSA-PSS with MGF1 hash ${hashNameFromOid(mgfHashOid) ?? mgfHashOid} different from the message hash ${hash} is not supported`);
   }
