@@ -2,26 +2,13 @@
  * Separation of duties, route by route: every /api/v1 route of the assembled appliance, called
  * with a token of every role, is refused (403 forbidden) exactly when auth/roles.ts says so.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import t from 'tap';
-import { loadConfig } from '../appliance/config.ts';
-import { openAppliance } from '../appliance/context.ts';
-import { buildApps } from '../appliance/server.ts';
+import { openTestAppliance } from '../appliance/test-support.ts';
 import { PERMISSIONS, ROLES, type Role } from './roles.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'yx-authz-'));
-const config = loadConfig({ YINXIN_DATA: dir, YINXIN_LOG_LEVEL: 'silent' }, '/');
-const appliance = await openAppliance(config, { logger: pino({ level: 'silent' }) });
-const { https } = await buildApps(appliance);
-await https.ready();
-t.teardown(async () => {
-  await https.close();
-  await appliance.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { appliance, https, close } = await openTestAppliance('yx-authz-');
+t.teardown(close);
 
 const NEW_PASSWORD = 'Correct-Horse-Battery-9';
 

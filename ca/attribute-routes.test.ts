@@ -8,22 +8,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import t from 'tap';
-import { loadConfig } from '../appliance/config.ts';
-import { openAppliance } from '../appliance/context.ts';
-import { buildApps } from '../appliance/server.ts';
+import { openTestAppliance } from '../appliance/test-support.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'yx-ac-'));
-const config = loadConfig({ YINXIN_DATA: dir, YINXIN_LOG_LEVEL: 'silent' }, '/');
-const appliance = await openAppliance(config, { logger: pino({ level: 'silent' }) });
-const { https } = await buildApps(appliance);
-await https.ready();
-t.teardown(async () => {
-  await https.close();
-  await appliance.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { appliance, https, close } = await openTestAppliance('yx-ac-');
+t.teardown(close);
+const dir = mkdtempSync(join(tmpdir(), 'yx-ac-files-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 const PASSWORD = 'Attribute-Officer-42';
 async function officer(username: string, adminToken: string): Promise<string> {
