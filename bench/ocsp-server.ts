@@ -13,9 +13,11 @@ import Fastify from 'fastify';
 import { systemClock } from '../common/clock.ts';
 import { toPem } from '../common/pem.ts';
 import type { Signer } from '../hsm/signer.ts';
-import { SoftwareKeyStore } from '../hsm/software.ts';
+import { createAuditLog } from '../audit/audit.ts';
 import { CertificateAuthority } from '../ca/authority.ts';
-import { MemoryStore, TableAuditLog } from '../ca/test-support.ts';
+import { openPkcs11KeyStore } from '../hsm/pkcs11.ts';
+import { DEBIAN_SOFTHSM_MODULE, prepareSoftHsmToken } from '../hsm/softhsm.ts';
+import { openLmdbStore } from '../store/lmdb.ts';
 import { OcspResponder } from '../ocsp/responder.ts';
 import { certificateParts } from '../ocsp/response.ts';
 import { ocspRoutes } from '../ocsp/routes.ts';
@@ -51,9 +53,12 @@ if (mode === 'bare') {
   await app.listen({ host: '127.0.0.1', port: 0 });
   console.log(`READY ${(app.server.address() as { port: number }).port}`);
 } else {
-  const store = new MemoryStore();
-  const keys = new SoftwareKeyStore();
-  const audit = new TableAuditLog(store, systemClock);
+  // The product's backends: CA and OCSP keys in a SoftHSM2 token, the store in LMDB with its audit trail.
+  const pin = '1234-bench';
+  await prepareSoftHsmToken({ dir: join(dir, 'hsm'), pin, label: 'ocsp-bench' });
+  const keys = await openPkcs11KeyStore({ module: DEBIAN_SOFTHSM_MODULE, tokenLabel: 'ocsp-bench', pin });
+  const store = openLmdbStore(join(dir, 'store'));
+  const audit = createAuditLog({ store, clock: systemClock });
   const authority = await CertificateAuthority.open({ store, keys, audit, clock: systemClock, options: { baseUrl: 'http://127.0.0.1:8080' } });
   await authority.initialize();
   const signers = await ensureOcspSigners({ authority, keys, store });
