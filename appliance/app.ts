@@ -11,8 +11,8 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Logger } from 'pino';
 import { YinxinError } from '../common/errors.ts';
 import { installApiGuard, type Authenticator } from '../auth/guard.ts';
-import { sendProblem } from './problem.ts';
-import { PROMETHEUS_CONTENT_TYPE, type MetricsRegistry } from './metrics.ts';
+import { sendProblem } from '../common/problem.ts';
+import { PROMETHEUS_CONTENT_TYPE, type MetricsRegistry } from '../common/metrics.ts';
 
 export interface HealthCheck {
   name: string;

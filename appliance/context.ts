@@ -18,7 +18,7 @@ import { openLmdbStore } from '../store/lmdb.ts';
 import type { Store } from '../store/store.ts';
 import type { Config } from './config.ts';
 import { acquireInstanceLock, type InstanceLock } from './lock.ts';
-import { MetricsRegistry } from './metrics.ts';
+import { MetricsRegistry } from '../common/metrics.ts';
 import { dataPaths } from './paths.ts';
 import { openServices, type Services } from './services.ts';
 import { tsaMetrics } from '../tsa/index.ts';

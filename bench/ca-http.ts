@@ -15,7 +15,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import Fastify from 'fastify';
 import { pino } from 'pino';
 import { buildPublicApp } from '../appliance/app.ts';
-import { MetricsRegistry } from '../appliance/metrics.ts';
+import { MetricsRegistry } from '../common/metrics.ts';
 import { CertificateAuthority } from '../ca/authority.ts';
 import { CrlPublisher } from '../ca/crl-publisher.ts';
 import { caPublicRoutes } from '../ca/routes.ts';

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildPublicApp } from '../appliance/app.ts';
-import { MetricsRegistry } from '../appliance/metrics.ts';
+import { MetricsRegistry } from '../common/metrics.ts';
 import { createAuditLog } from '../audit/audit.ts';
 import { systemClock } from '../common/clock.ts';
 import { fromPem } from '../common/pem.ts';

@@ -2,7 +2,7 @@
  * /api/v1 for the CA and RA: CAs, certificate requests, certificates, PKCS#12 pickup, key
  * recovery, CRL publication. A thin map from JSON (and DER/PEM downloads) to the cores in
  * authority.ts, ra.ts and crl-publisher.ts; every failure is the core's YinxinError, turned into
- * a problem document by appliance/problem.ts.
+ * a problem document by common/problem.ts.
  *
  * Lists are paged as { items, next }: pass `next` back as `cursor` for the following page
  * (an opaque token naming the index position; null on the last page).

@@ -14,7 +14,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { buildPublicApp, buildSecureApp } from '../appliance/app.ts';
-import { MetricsRegistry } from '../appliance/metrics.ts';
+import { MetricsRegistry } from '../common/metrics.ts';
 import type { Principal } from '../auth/operators.ts';
 import type { Role } from '../auth/roles.ts';
 import { FixedClock } from '../common/clock.ts';

@@ -1,7 +1,7 @@
 /**
  * Typed errors with stable codes. Every failure a user can see is a YinxinError whose `code`
  * is one of the catalog below; the wire mappings live in one place per protocol:
- *   HTTP problem JSON  -> appliance/problem.ts (uses `status` and `title` here)
+ *   HTTP problem JSON  -> common/problem.ts (uses `status` and `title` here)
  *   OCSPResponseStatus -> ocsp/ (maps codes to malformedRequest, unauthorized, ...)
  *   PKIStatus/failInfo -> tsa/ (maps codes to badAlg, badRequest, ...)
  * Codes never change meaning once released; docs/errors.md documents each (a test checks it).

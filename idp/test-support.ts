@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { buildSecureApp } from '../appliance/app.ts';
-import { MetricsRegistry } from '../appliance/metrics.ts';
+import { MetricsRegistry } from '../common/metrics.ts';
 import { OperatorService } from '../auth/operators.ts';
 import { TableAuditLog } from '../ca/test-support.ts';
 import { systemClock, type Clock } from '../common/clock.ts';

@@ -14,7 +14,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import { YinxinError } from '../common/errors.ts';
-import { sendProblem } from '../appliance/problem.ts';
+import { sendProblem } from '../common/problem.ts';
 import type { OcspAnswer, OcspResponder } from './responder.ts';
 
 export const OCSP_REQUEST = 'application/ocsp-request';

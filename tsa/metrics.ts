@@ -1,5 +1,5 @@
 /** The TSA's figures for /metrics and /healthz, registered on the appliance's registry. */
-import type { MetricsRegistry } from '../appliance/metrics.ts';
+import type { MetricsRegistry } from '../common/metrics.ts';
 import type { TimeStampAuthority } from './authority.ts';
 import { FailInfo, type FailInfoName } from './failure.ts';
 

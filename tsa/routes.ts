@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { YinxinError } from '../common/errors.ts';
-import { sendProblem } from '../appliance/problem.ts';
+import { sendProblem } from '../common/problem.ts';
 import type { TimeStampAuthority } from './authority.ts';
 
 export const TIMESTAMP_QUERY = 'application/timestamp-query';

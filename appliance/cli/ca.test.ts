@@ -22,7 +22,7 @@ import { RegistrationAuthority } from '../../ca/ra.ts';
 import { caApiRoutes, caPublicRoutes } from '../../ca/routes.ts';
 import { MemoryStore, TableAuditLog } from '../../ca/test-support.ts';
 import { buildPublicApp, buildSecureApp } from '../app.ts';
-import { MetricsRegistry } from '../metrics.ts';
+import { MetricsRegistry } from '../../common/metrics.ts';
 import { parseSan } from './ca.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'yinxin-cli-ca-'));

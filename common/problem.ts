@@ -5,7 +5,7 @@
  * details stay in the log, never in the response.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { errorCatalog, isYinxinError, YinxinError, type ErrorCode } from '../common/errors.ts';
+import { errorCatalog, isYinxinError, YinxinError, type ErrorCode } from './errors.ts';
 
 export interface Problem {
   type: string;
