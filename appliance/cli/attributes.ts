@@ -1,13 +1,8 @@
 /** `yinxin ac`: attribute certificates (roles, clearance, position, department) over /api/v1/attribute-certificates. */
 import { writeFileSync } from 'node:fs';
-import { api, apiBase, bearerToken, config, fetchFile, print, usageError, type Command, type Flags } from './support.ts';
+import { api, apiBase, bearerToken, config, fetchFile, flagValue, print, usageError, type Command } from './support.ts';
 
 const P = '/api/v1/attribute-certificates';
-
-function str(flags: Flags, name: string): string | undefined {
-  const v = flags[name];
-  return typeof v === 'string' ? v : undefined;
-}
 
 export const attributeCommands: Record<string, Command> = {
   ac: {
@@ -21,36 +16,36 @@ export const attributeCommands: Record<string, Command> = {
       const c = config();
       switch (sub) {
         case 'request': {
-          const roles = str(flags, 'roles');
-          if (!str(flags, 'holder-serial') || !roles) break;
+          const roles = flagValue(flags, 'roles');
+          if (!flagValue(flags, 'holder-serial') || !roles) break;
           return print(await api(c, 'POST', `${P}/requests`, {
-            holder: { ca: str(flags, 'holder-ca') ?? 'issuing', serial: str(flags, 'holder-serial') },
+            holder: { ca: flagValue(flags, 'holder-ca') ?? 'issuing', serial: flagValue(flags, 'holder-serial') },
             roles: roles.split(',').map((r) => r.trim()).filter(Boolean),
-            ...(str(flags, 'position') ? { position: str(flags, 'position') } : {}),
-            ...(str(flags, 'department') ? { department: str(flags, 'department') } : {}),
-            ...(str(flags, 'clearance') ? { clearance: str(flags, 'clearance') } : {}),
-            ...(str(flags, 'days') ? { validityDays: Number(str(flags, 'days')) } : {}),
+            ...(flagValue(flags, 'position') ? { position: flagValue(flags, 'position') } : {}),
+            ...(flagValue(flags, 'department') ? { department: flagValue(flags, 'department') } : {}),
+            ...(flagValue(flags, 'clearance') ? { clearance: flagValue(flags, 'clearance') } : {}),
+            ...(flagValue(flags, 'days') ? { validityDays: Number(flagValue(flags, 'days')) } : {}),
           }));
         }
-        case 'requests': return print(await api(c, 'GET', `${P}/requests${str(flags, 'status') ? `?status=${encodeURIComponent(str(flags, 'status')!)}` : ''}`));
+        case 'requests': return print(await api(c, 'GET', `${P}/requests${flagValue(flags, 'status') ? `?status=${encodeURIComponent(flagValue(flags, 'status')!)}` : ''}`));
         case 'approve': if (!a) break; return print(await api(c, 'POST', `${P}/requests/${encodeURIComponent(a)}/approve`));
-        case 'reject': if (!a || !str(flags, 'reason')) break; return print(await api(c, 'POST', `${P}/requests/${encodeURIComponent(a)}/reject`, { reason: str(flags, 'reason') }));
+        case 'reject': if (!a || !flagValue(flags, 'reason')) break; return print(await api(c, 'POST', `${P}/requests/${encodeURIComponent(a)}/reject`, { reason: flagValue(flags, 'reason') }));
         case 'list': {
           const q = new URLSearchParams();
-          if (str(flags, 'holder-ca')) q.set('holderCa', str(flags, 'holder-ca')!);
-          if (str(flags, 'holder-serial')) q.set('holderSerial', str(flags, 'holder-serial')!);
+          if (flagValue(flags, 'holder-ca')) q.set('holderCa', flagValue(flags, 'holder-ca')!);
+          if (flagValue(flags, 'holder-serial')) q.set('holderSerial', flagValue(flags, 'holder-serial')!);
           return print(await api(c, 'GET', `${P}${q.size ? `?${q}` : ''}`));
         }
         case 'show': if (!a || !b) break; return print(await api(c, 'GET', `${P}/${encodeURIComponent(a)}/${encodeURIComponent(b)}`));
         case 'download': {
-          const out = str(flags, 'out');
+          const out = flagValue(flags, 'out');
           if (!a || !b || !out) break;
           const { body } = await fetchFile(c, 'GET', `${apiBase(c)}${P}/${encodeURIComponent(a)}/${encodeURIComponent(b)}?format=der`, bearerToken());
           writeFileSync(out, body);
           process.stderr.write(`attribute certificate written to ${out}\n`);
           return;
         }
-        case 'revoke': if (!a || !b || !str(flags, 'reason')) break; return print(await api(c, 'POST', `${P}/${encodeURIComponent(a)}/${encodeURIComponent(b)}/revoke`, { reason: str(flags, 'reason') }));
+        case 'revoke': if (!a || !b || !flagValue(flags, 'reason')) break; return print(await api(c, 'POST', `${P}/${encodeURIComponent(a)}/${encodeURIComponent(b)}/revoke`, { reason: flagValue(flags, 'reason') }));
       }
       throw usageError(attributeCommands.ac);
     },

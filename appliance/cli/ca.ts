@@ -6,18 +6,12 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { YinxinError } from '../../common/errors.ts';
-import { api, apiBase, bearerToken as token, config, fetchFile as download, print, usageError, type Command, type Flags } from './support.ts';
+import { api, apiBase, bearerToken as token, config, fetchFile as download, flagValue, print, usageError, type Command, type Flags } from './support.ts';
 
 const DEFAULT_CA = 'issuing';
 
-function value(flags: Flags, name: string): string | undefined {
-  const v = flags[name];
-  if (v === true) throw new YinxinError('bad-request', `--${name} needs a value`);
-  return v;
-}
-
 function required(flags: Flags, name: string, command: Command): string {
-  const v = value(flags, name);
+  const v = flagValue(flags, name);
   if (v === undefined) throw usageError(command);
   return v;
 }
@@ -49,7 +43,7 @@ function query(params: Record<string, string | undefined>): string {
 
 /** Writes a file download to --out, or to stdout when it is text (PEM). */
 function save(flags: Flags, what: string, body: Buffer, binary: boolean): void {
-  const out = value(flags, 'out');
+  const out = flagValue(flags, 'out');
   if (out) {
     writeFileSync(out, body, { mode: what === 'PKCS#12' ? 0o600 : 0o644 });
     process.stderr.write(`${what} written to ${out} (${body.length} bytes)\n`);
@@ -71,8 +65,8 @@ function printPage(flags: Flags, page: { items: Row[]; next: string | null }, co
 }
 
 function caSpec(flags: Flags): string | undefined {
-  const rsa = value(flags, 'rsa');
-  const curve = value(flags, 'curve');
+  const rsa = flagValue(flags, 'rsa');
+  const curve = flagValue(flags, 'curve');
   if (rsa && curve) throw new YinxinError('bad-request', 'give --curve or --rsa, not both');
   if (rsa) {
     if (!['2048', '3072', '4096'].includes(rsa)) throw new YinxinError('bad-request', '--rsa takes 2048, 3072 or 4096');
@@ -86,7 +80,7 @@ function caSpec(flags: Flags): string | undefined {
   return undefined;
 }
 
-const serialPath = (flags: Flags, serial: string) => `/api/v1/certificates/${encodeURIComponent(value(flags, 'ca') ?? DEFAULT_CA)}/${encodeURIComponent(serial)}`;
+const serialPath = (flags: Flags, serial: string) => `/api/v1/certificates/${encodeURIComponent(flagValue(flags, 'ca') ?? DEFAULT_CA)}/${encodeURIComponent(serial)}`;
 
 function noteOneTimePassword(result: { oneTimePassword?: string; pkcs12?: Array<{ role: string; href: string }>; request?: { id: string } }, id: string): void {
   if (!result.oneTimePassword) return;
@@ -114,10 +108,10 @@ export const caCommands: Record<string, Command> = {
         case 'create': {
           if (!name) throw usageError(caCommands['ca']);
           const key = caSpec(flags);
-          const days = value(flags, 'validity-days');
-          const subject = value(flags, 'subject');
+          const days = flagValue(flags, 'validity-days');
+          const subject = flagValue(flags, 'subject');
           print(await api(c, 'POST', '/api/v1/cas', {
-            name, parent: value(flags, 'parent') ?? 'root', ...(key ? { key } : {}), ...(subject ? { subject } : {}), ...(days ? { validityDays: Number(days) } : {}),
+            name, parent: flagValue(flags, 'parent') ?? 'root', ...(key ? { key } : {}), ...(subject ? { subject } : {}), ...(days ? { validityDays: Number(days) } : {}),
           }));
           return;
         }
@@ -137,15 +131,15 @@ export const caCommands: Record<string, Command> = {
       switch (sub) {
         case 'submit': {
           const profile = required(flags, 'profile', command);
-          const csr = value(flags, 'csr');
-          const generate = value(flags, 'generate');
+          const csr = flagValue(flags, 'csr');
+          const generate = flagValue(flags, 'generate');
           if (!csr === !generate) throw new YinxinError('bad-request', 'give --csr <file> or --generate <key spec>');
-          const subject = value(flags, 'subject');
-          const san = value(flags, 'san');
-          const encCsr = value(flags, 'encryption-csr');
-          const encGenerate = value(flags, 'encryption-generate');
+          const subject = flagValue(flags, 'subject');
+          const san = flagValue(flags, 'san');
+          const encCsr = flagValue(flags, 'encryption-csr');
+          const encGenerate = flagValue(flags, 'encryption-generate');
           const result = await api(c, 'POST', '/api/v1/requests', {
-            ca: value(flags, 'ca') ?? DEFAULT_CA, profile,
+            ca: flagValue(flags, 'ca') ?? DEFAULT_CA, profile,
             ...(csr ? { csr: readText(csr, 'CSR') } : {}),
             ...(generate ? { generateKey: generate } : {}),
             ...(subject ? { subject } : {}),
@@ -157,7 +151,7 @@ export const caCommands: Record<string, Command> = {
           return;
         }
         case 'list': {
-          const page = await api(c, 'GET', `/api/v1/requests${query({ status: value(flags, 'status'), requester: value(flags, 'requester'), ca: value(flags, 'ca'), profile: value(flags, 'profile'), limit: value(flags, 'limit'), cursor: value(flags, 'cursor') })}`) as { items: Row[]; next: string | null };
+          const page = await api(c, 'GET', `/api/v1/requests${query({ status: flagValue(flags, 'status'), requester: flagValue(flags, 'requester'), ca: flagValue(flags, 'ca'), profile: flagValue(flags, 'profile'), limit: flagValue(flags, 'limit'), cursor: flagValue(flags, 'cursor') })}`) as { items: Row[]; next: string | null };
           printPage(flags, page, ['id', 'status', 'kind', 'profile', 'requester', 'createdAt', 'subject']);
           return;
         }
@@ -195,23 +189,23 @@ export const caCommands: Record<string, Command> = {
       switch (sub) {
         case 'list': {
           const page = await api(c, 'GET', `/api/v1/certificates${query({
-            ca: value(flags, 'ca'), subject: value(flags, 'subject'), identifier: value(flags, 'identifier'), organization: value(flags, 'organization'),
-            status: value(flags, 'status'), profile: value(flags, 'profile'), expiresBefore: value(flags, 'expires-before'), expiresAfter: value(flags, 'expires-after'),
-            limit: value(flags, 'limit'), cursor: value(flags, 'cursor'),
+            ca: flagValue(flags, 'ca'), subject: flagValue(flags, 'subject'), identifier: flagValue(flags, 'identifier'), organization: flagValue(flags, 'organization'),
+            status: flagValue(flags, 'status'), profile: flagValue(flags, 'profile'), expiresBefore: flagValue(flags, 'expires-before'), expiresAfter: flagValue(flags, 'expires-after'),
+            limit: flagValue(flags, 'limit'), cursor: flagValue(flags, 'cursor'),
           })}`) as { items: Row[]; next: string | null };
           printPage(flags, page, ['serial', 'status', 'profile', 'notAfter', 'subject']);
           return;
         }
         case 'show': print(await api(c, 'GET', serialPath(flags, serial))); return;
         case 'download': {
-          const format = value(flags, 'format') ?? 'pem';
+          const format = flagValue(flags, 'format') ?? 'pem';
           if (!['pem', 'der', 'chain'].includes(format)) throw new YinxinError('bad-request', '--format takes pem, der or chain');
           const { body } = await download(c, 'GET', `${apiBase(c)}${serialPath(flags, serial)}/download?format=${format}`, token());
           save(flags, 'certificate', body, format === 'der');
           return;
         }
         case 'revoke': {
-          const invalidityDate = value(flags, 'invalidity-date');
+          const invalidityDate = flagValue(flags, 'invalidity-date');
           print(await api(c, 'POST', `${serialPath(flags, serial)}/revoke`, { reason: required(flags, 'reason', command), ...(invalidityDate ? { invalidityDate } : {}) }));
           return;
         }
@@ -242,7 +236,7 @@ export const caCommands: Record<string, Command> = {
       const command = caCommands['recovery'];
       switch (sub) {
         case 'list':
-          printPage(flags, await api(c, 'GET', `/api/v1/key-recoveries${query({ status: value(flags, 'status'), limit: value(flags, 'limit'), cursor: value(flags, 'cursor') })}`) as { items: Row[]; next: string | null },
+          printPage(flags, await api(c, 'GET', `/api/v1/key-recoveries${query({ status: flagValue(flags, 'status'), limit: flagValue(flags, 'limit'), cursor: flagValue(flags, 'cursor') })}`) as { items: Row[]; next: string | null },
             ['id', 'status', 'ca', 'serial', 'requestedBy', 'createdAt', 'reason']);
           return;
         case 'show':
@@ -266,9 +260,9 @@ export const caCommands: Record<string, Command> = {
     summary: 'collect the one-time PKCS#12 of a key generated here or recovered (deleted once collected)',
     async run([sub, id], flags) {
       const command = caCommands['pkcs12'];
-      if (sub !== 'collect' || !id || !value(flags, 'out')) throw usageError(command);
+      if (sub !== 'collect' || !id || !flagValue(flags, 'out')) throw usageError(command);
       const c = config();
-      const role = value(flags, 'role');
+      const role = flagValue(flags, 'role');
       const path = id.startsWith('rec-')
         ? `/api/v1/key-recoveries/${encodeURIComponent(id)}/pkcs12`
         : `/api/v1/requests/${encodeURIComponent(id)}/pkcs12${role ? `?role=${encodeURIComponent(role)}` : ''}`;

@@ -3,22 +3,8 @@
  * suspend, resume, revoke, and applying a seal to a PDF (PAdES) or any file (detached CAdES .p7s);
  * `yinxin seal verify` asks the public verification endpoint, as any application would.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { YinxinError } from '../../common/errors.ts';
-import { api, apiBase, bearerToken, config, fetchFile, print, usageError, type Command, type Flags } from './support.ts';
-
-function readFile(path: string): Uint8Array {
-  try {
-    return new Uint8Array(readFileSync(path));
-  } catch (e) {
-    throw new YinxinError('bad-request', `cannot read ${path}: ${(e as Error).message}`);
-  }
-}
-
-function str(flags: Flags, name: string): string | undefined {
-  const v = flags[name];
-  return typeof v === 'string' ? v : undefined;
-}
+import { writeFileSync } from 'node:fs';
+import { api, apiBase, bearerToken, config, fetchFile, flagValue, print, readInputFile, usageError, type Command } from './support.ts';
 
 export const sealCommands: Record<string, Command> = {
   seal: {
@@ -40,7 +26,7 @@ export const sealCommands: Record<string, Command> = {
         case 'usage': if (!id) break; return print(await api(c, 'GET', seal('/usage')));
         case 'request':
           return print(await api(c, 'POST', '/api/v1/seals', {
-            organization: str(flags, 'organization'), creditCode: str(flags, 'credit-code'), name: str(flags, 'name'), kind: str(flags, 'kind') ?? 'official',
+            organization: flagValue(flags, 'organization'), creditCode: flagValue(flags, 'credit-code'), name: flagValue(flags, 'name'), kind: flagValue(flags, 'kind') ?? 'official',
           }));
         case 'approve': case 'reject': case 'suspend': case 'resume': case 'revoke':
           if (!id) break;
@@ -48,17 +34,17 @@ export const sealCommands: Record<string, Command> = {
         case 'pdf': {
           if (!id || !path) break;
           const q = new URLSearchParams();
-          for (const k of ['page', 'x', 'y', 'size', 'reason', 'location']) { const v = str(flags, k); if (v !== undefined) q.set(k, v); }
-          const { body } = await fetchFile(c, 'POST', `${apiBase(c)}${seal('/pdf')}${q.size ? `?${q}` : ''}`, bearerToken(), { body: readFile(path), contentType: 'application/pdf' });
-          const out = str(flags, 'out') ?? path.replace(/\.pdf$/i, '') + '.sealed.pdf';
+          for (const k of ['page', 'x', 'y', 'size', 'reason', 'location']) { const v = flagValue(flags, k); if (v !== undefined) q.set(k, v); }
+          const { body } = await fetchFile(c, 'POST', `${apiBase(c)}${seal('/pdf')}${q.size ? `?${q}` : ''}`, bearerToken(), { body: readInputFile(path), contentType: 'application/pdf' });
+          const out = flagValue(flags, 'out') ?? path.replace(/\.pdf$/i, '') + '.sealed.pdf';
           writeFileSync(out, body);
           process.stderr.write(`sealed PDF written to ${out}\n`);
           return;
         }
         case 'file': {
           if (!id || !path) break;
-          const { body } = await fetchFile(c, 'POST', `${apiBase(c)}${seal('/file')}`, bearerToken(), { body: readFile(path), contentType: 'application/octet-stream' });
-          const out = str(flags, 'out') ?? `${path}.p7s`;
+          const { body } = await fetchFile(c, 'POST', `${apiBase(c)}${seal('/file')}`, bearerToken(), { body: readInputFile(path), contentType: 'application/octet-stream' });
+          const out = flagValue(flags, 'out') ?? `${path}.p7s`;
           writeFileSync(out, body);
           process.stderr.write(`detached seal (CAdES) written to ${out}\n`);
           return;
@@ -68,8 +54,8 @@ export const sealCommands: Record<string, Command> = {
           if (!target) break;
           const base = process.env.YINXIN_PUBLIC_URL ?? c.publicUrl;
           const upload = path
-            ? { body: Buffer.from(JSON.stringify({ file: Buffer.from(readFile(target)).toString('base64'), signature: Buffer.from(readFile(path)).toString('base64') })), contentType: 'application/json' }
-            : { body: readFile(target), contentType: 'application/pdf' };
+            ? { body: Buffer.from(JSON.stringify({ file: Buffer.from(readInputFile(target)).toString('base64'), signature: Buffer.from(readInputFile(path)).toString('base64') })), contentType: 'application/json' }
+            : { body: readInputFile(target), contentType: 'application/pdf' };
           const { body } = await fetchFile(c, 'POST', `${base}/seal/verify`, undefined, upload);
           const report = JSON.parse(body.toString('utf8')) as { summary?: string; valid?: boolean };
           process.stdout.write(`${report.summary ?? JSON.stringify(report, null, 2)}\n`);

@@ -47,6 +47,22 @@ export function usageError(command: Command): YinxinError {
   return new YinxinError('bad-request', `usage: ${command.usage}`);
 }
 
+/** A flag's value; a flag given without one is an error, not "absent". */
+export function flagValue(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  if (v === true) throw new YinxinError('bad-request', `--${name} needs a value`);
+  return v;
+}
+
+/** A file named on the command line, or a clear error saying which and why. */
+export function readInputFile(path: string, what = 'file'): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new YinxinError('bad-request', `cannot read the ${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
 export function print(value: unknown): void {
   process.stdout.write(typeof value === 'string' ? value : `${JSON.stringify(value, null, 2)}\n`);
 }

@@ -4,19 +4,10 @@
  * (the appliance's own root CA by default, fetched from the public port).
  * Tokens are DER TimeStampToken (ContentInfo): `openssl ts -verify -token_in -in <token> ...` reads them.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { YinxinError } from '../../common/errors.ts';
+import { writeFileSync } from 'node:fs';
 import { derOrPem } from '../../common/pem.ts';
 import { requestTimeStamp, verifyTimeStampToken, type TsaHashName } from '../../tsa/index.ts';
-import { config, fetchFile, print, usageError, type Command } from './support.ts';
-
-function readFile(path: string, what: string): Uint8Array {
-  try {
-    return new Uint8Array(readFileSync(path));
-  } catch (e) {
-    throw new YinxinError('bad-request', `cannot read the ${what} ${path}: ${(e as Error).message}`);
-  }
-}
+import { config, fetchFile, flagValue, print, readInputFile, usageError, type Command } from './support.ts';
 
 export const tsaCommands: Record<string, Command> = {
   tsa: {
@@ -25,12 +16,12 @@ export const tsaCommands: Record<string, Command> = {
     async run([sub, file, tokenFile], flags) {
       const c = config();
       if (sub === 'stamp' && file) {
-        const data = readFile(file, 'file');
-        const hash = (typeof flags.hash === 'string' ? flags.hash : 'SHA-256') as TsaHashName;
+        const data = readInputFile(file, 'file');
+        const hash = (flagValue(flags, 'hash') ?? 'SHA-256') as TsaHashName;
         const { token } = await requestTimeStamp(`${process.env.YINXIN_PUBLIC_URL ?? c.publicUrl}/tsa`, data, {
-          hash, certReq: true, ...(typeof flags.policy === 'string' ? { policy: flags.policy } : {}),
+          hash, certReq: true, ...(flagValue(flags, 'policy') ? { policy: flagValue(flags, 'policy') } : {}),
         });
-        const out = typeof flags.out === 'string' ? flags.out : `${file}.tst`;
+        const out = flagValue(flags, 'out') ?? `${file}.tst`;
         writeFileSync(out, token);
         process.stderr.write(`time-stamp token written to ${out}\n`);
         return;
@@ -38,10 +29,10 @@ export const tsaCommands: Record<string, Command> = {
       if (sub === 'verify' && file && tokenFile) {
         // By default: trust the appliance's own root, and take its issuing CA as the intermediate.
         const base = process.env.YINXIN_PUBLIC_URL ?? c.publicUrl;
-        const certificate = async (option: string, fallback: string) => typeof flags[option] === 'string'
-          ? derOrPem(readFile(flags[option] as string, option), 'CERTIFICATE')
+        const certificate = async (option: string, fallback: string) => flagValue(flags, option) !== undefined
+          ? derOrPem(readInputFile(flagValue(flags, option)!, option), 'CERTIFICATE')
           : new Uint8Array((await fetchFile(c, 'GET', `${base}/ca/${fallback}.crt`, undefined)).body);
-        const verified = await verifyTimeStampToken(readFile(tokenFile, 'token'), readFile(file, 'file'), {
+        const verified = await verifyTimeStampToken(readInputFile(tokenFile, 'token'), readInputFile(file, 'file'), {
           trustAnchors: [await certificate('ca', 'root')], intermediates: [await certificate('untrusted', 'issuing')],
         });
         print({ ...verified, nonce: verified.nonce?.toString(), genTime: verified.genTime.toISOString() });
