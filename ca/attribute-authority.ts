@@ -24,28 +24,17 @@ import { defaultScheme, describeKeySpec } from '../hsm/algorithms.ts';
 import type { KeySpec, KeyStore, SignatureScheme, Signer } from '../hsm/signer.ts';
 import type { Store, Table } from '../store/store.ts';
 import { signAttributeCertificate, clearanceLevels, type ClearanceLevel } from './attribute-certificate.ts';
-import { normalizeSerial, personOf, randomSerial, revocationReasons, type Actor, type CertificateAuthority, type CertificateRecord } from './authority.ts';
+import { normalizeSerial, personOf, randomSerial, revocationReasons, type Actor, type AuthorityRecord, type CertificateAuthority, type CertificateRecord } from './authority.ts';
 import { CertificateTemplate } from './certificate.ts';
 import { encodeCrl } from './crl.ts';
 import { readSubjectPublicKey } from './keys.ts';
 import { distributionUrls, type Subject } from './profiles.ts';
 import { checkSubjectValues, encodeName, formatSubject } from './subject.ts';
 
-export interface AttributeAuthorityRecord {
-  name: string;
+/** An attribute authority is kept like a CA (its key, name and certificate), always under a parent CA. */
+export interface AttributeAuthorityRecord extends Omit<AuthorityRecord, 'parent'> {
   /** The CA that certified the AA's key. */
   parent: string;
-  keyLabel: string;
-  spec: KeySpec;
-  scheme: SignatureScheme;
-  subject: Subject;
-  nameDer: Uint8Array;
-  keyIdentifier: Uint8Array;
-  certificate: Uint8Array;
-  serial: string;
-  notBefore: string;
-  notAfter: string;
-  createdAt: string;
 }
 
 export type AttributeCertificateStatus = 'good' | 'revoked';
