@@ -4,10 +4,13 @@
  */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { FixedClock } from '../common/clock.ts';
 import * as pkijs from 'pkijs';
 import { toArrayBuffer } from '../common/pem.ts';
 import { parseTimeStampResponse } from './client.ts';
+import { AUDIT_TABLES, createAuditLog, verifyAuditTrail } from '../audit/audit.ts';
+import type { AuditRecord } from '../audit/types.ts';
+import { FixedClock, systemClock } from '../common/clock.ts';
+import { recordsDigest, TOKENS_TABLE, type TokenRecord } from './ledger.ts';
 import { MemoryStore } from './testing/memory-store.ts';
 import { makeFixture, OTHER_POLICY, POLICY } from './testing/fixture.ts';
 
@@ -142,6 +145,32 @@ t.test('concurrent requests get distinct serials, all recorded, in few commits',
   t.equal(tsa.stats().issued, 200);
   t.equal(store.table('tsa.tokens').count(), 200);
   t.ok(store.transactions < 20, `group commit: ${store.transactions} transactions for 200 tokens`);
+});
+
+t.test('each group commit appends one audit record naming its tokens, with a digest of their ledger rows', async (t) => {
+  const store = new MemoryStore();
+  const audit = createAuditLog({ store, clock: systemClock });
+  const tsa = fx.make({ store, audit });
+  const q = queryBytes(['-sha256', '-cert']);
+  const replies = await Promise.all(Array.from({ length: 120 }, () => tsa.respond(q)));
+  t.ok(replies.every((r) => parseTimeStampResponse(r).status === 0));
+  const tokens = store.table<TokenRecord>(TOKENS_TABLE);
+  const stamps = [...store.table<AuditRecord>(AUDIT_TABLES.records).range()].map((e) => e.value).filter((r) => r.action === 'tsa.stamp');
+  t.ok(stamps.length >= 1 && stamps.length < 120, `${stamps.length} audit records for 120 tokens`);
+  const listed = stamps.flatMap((r) => r.details!.serials as string[]);
+  t.equal(new Set(listed).size, 120, 'every token is named once');
+  t.equal(tokens.count(), 120);
+  for (const r of stamps) {
+    const serials = r.details!.serials as string[];
+    t.equal(r.details!.count, serials.length);
+    t.equal(r.details!.recordsDigest, recordsDigest(serials.map((serial) => ({ serial, record: tokens.get(serial)! }))));
+  }
+  // A ledger row changed afterwards no longer matches the digest its audit record carries.
+  const [victim] = stamps[0].details!.serials as string[];
+  await store.transaction((tx) => tx.put(tokens, victim, { ...tokens.get(victim)!, imprint: '00'.repeat(32) }));
+  const serials = stamps[0].details!.serials as string[];
+  t.not(stamps[0].details!.recordsDigest, recordsDigest(serials.map((serial) => ({ serial, record: tokens.get(serial)! }))));
+  t.same((await verifyAuditTrail(store)).problems, []);
 });
 
 t.test('no token is sent when its record cannot be written', async (t) => {

@@ -6,7 +6,12 @@
  * the next transaction, so a burst of N concurrent requests costs about two fsyncs, not N. The
  * same transaction checks each serial is new (compare-and-swap in the serialized write
  * transaction) and moves the genTime high-water mark the time guard reads at start-up.
+ *
+ * The audit trail gets one record per commit, not per token: it lists the batch's serials and a
+ * SHA-256 over their records (recordsDigest), so the hash chain vouches for every row of
+ * tsa.tokens without costing the TSA an audit record per token.
  */
+import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/types.ts';
 import type { Store, Table } from '../store/store.ts';
 
@@ -82,6 +87,7 @@ export class TokenLedger {
     this.#store
       .transaction((tx) => {
         const written: boolean[] = [];
+        const serials: string[] = [];
         let latest = tx.get(this.#meta, 'latestGenTime') as string | undefined;
         let latestMs = latest ? Date.parse(latest) : -Infinity;
         for (const p of batch) {
@@ -90,13 +96,7 @@ export class TokenLedger {
             continue;
           }
           tx.put(this.#tokens, p.serial, p.record);
-          this.#audit?.append(tx, {
-            actor: 'system',
-            action: 'tsa.stamp',
-            object: `tsa-token:${p.serial}`,
-            outcome: 'success',
-            details: { policy: p.record.policy, hashAlg: p.record.hashAlg },
-          });
+          serials.push(p.serial);
           if (p.genTime > latestMs) {
             latestMs = p.genTime;
             latest = p.record.time;
@@ -104,6 +104,16 @@ export class TokenLedger {
           written.push(true);
         }
         if (latest !== undefined) tx.put(this.#meta, 'latestGenTime', latest);
+        if (serials.length && this.#audit) {
+          const recorded = batch.filter((_, i) => written[i]);
+          this.#audit.append(tx, {
+            actor: 'system',
+            action: 'tsa.stamp',
+            object: `tsa-tokens:${serials[0]}`,
+            outcome: 'success',
+            details: { count: serials.length, serials, recordsDigest: recordsDigest(recorded) },
+          });
+        }
         return written;
       })
       .then(
@@ -125,4 +135,17 @@ export class TokenLedger {
   stats(): { recorded: number; commits: number; waiting: number } {
     return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.length };
   }
+}
+
+/**
+ * SHA-256 over the batch's rows as they are stored, in order: serial, then each field of the
+ * record, NUL-separated. An auditor reads the rows of the serials the audit record lists from
+ * tsa.tokens, recomputes it and compares.
+ */
+export function recordsDigest(rows: Array<{ serial: string; record: TokenRecord }>): string {
+  const h = createHash('sha256');
+  for (const { serial, record } of rows) {
+    h.update(`${serial}\0${record.time}\0${record.imprint}\0${record.hashAlg}\0${record.policy}\0${record.nonce ?? ''}\n`);
+  }
+  return h.digest('hex');
 }
