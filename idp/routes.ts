@@ -16,6 +16,7 @@ import type { OidcStorage } from './adapter.ts';
 import type { Actor, Directory, UserRecord } from './directory.ts';
 import { loginPage, pickLang, t, totpPage, type Lang } from './pages.ts';
 import { ACR, type OidcProvider } from './provider.ts';
+import { endSessions, sessionsOf } from './sessions.ts';
 
 export interface IdpRouteOptions {
   provider: OidcProvider;
@@ -265,7 +266,7 @@ export async function idpAdminRoutes(app: FastifyInstance, o: { directory: Direc
   app.get<{ Params: { id: string } }>('/api/v1/idp/users/:id/sessions', { config: read, schema: { tags, summary: "A user's SSO sessions" } }, async (req) => ({ items: sessionsOf(o.storage, req.params.id) }));
   app.delete<{ Params: { id: string } }>('/api/v1/idp/users/:id/sessions', { config: manage, schema: { tags, summary: "End all of a user's SSO sessions and their tokens" } }, async (req, reply) => {
     const ended = await endSessions(o, req.params.id);
-    await dir.auditEvent({ actor: actor(req).name, action: 'idp.session.revoke', object: `user:${req.params.id}`, outcome: 'success', requestId: req.id, details: { sessions: ended } });
+    await dir.auditEvent({ actor: actor(req).name, action: 'idp.session.revoke', object: `user:${req.params.id}`, outcome: 'success', requestId: req.id, details: { sessions: ended.length } });
     return reply.code(204).send();
   });
   app.get<{ Params: { id: string }; Querystring: { application: string } }>('/api/v1/idp/users/:id/authorization', {
@@ -333,33 +334,4 @@ export async function idpAdminRoutes(app: FastifyInstance, o: { directory: Direc
 function found<T>(v: T | undefined, what: string): T {
   if (v === undefined) throw new YinxinError('not-found', `no such ${what}`);
   return v;
-}
-
-export function sessionsOf(storage: OidcStorage, userId: string): Array<{ uid: string; loginTs?: number; acr?: string; amr?: string[]; applications: string[]; expiresAt: string }> {
-  const out = [];
-  for (const { payload, expiresAt } of storage.entries('Session')) {
-    if (payload.accountId !== userId) continue;
-    out.push({
-      uid: payload.uid as string, loginTs: payload.loginTs as number | undefined, acr: payload.acr as string | undefined, amr: payload.amr as string[] | undefined,
-      applications: Object.keys((payload.authorizations as Record<string, unknown> | undefined) ?? {}), expiresAt: new Date(expiresAt).toISOString(),
-    });
-  }
-  return out;
-}
-
-/** Ends a user's sessions: back-channel logout to every application of each, grants and tokens revoked. */
-export async function endSessions(o: { storage: OidcStorage; provider: OidcProvider }, userId: string): Promise<number> {
-  let n = 0;
-  for (const { id, payload } of [...o.storage.entries('Session')]) {
-    if (payload.accountId !== userId) continue;
-    const authorizations = (payload.authorizations ?? {}) as Record<string, { sid?: string; grantId?: string }>;
-    for (const [clientId, a] of Object.entries(authorizations)) {
-      if (a.grantId) await o.storage.revokeByGrantId(a.grantId);
-      const client = await o.provider.Client.find(clientId).catch(() => undefined);
-      if (client?.backchannelLogoutUri) await client.backchannelLogout(userId, a.sid).catch(() => undefined);
-    }
-    await o.storage.destroy('Session', id);
-    n++;
-  }
-  return n;
 }
