@@ -7,7 +7,9 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { OID } from '../hsm/algorithms.ts';
+import { YinxinError } from '../common/errors.ts';
 import { buildTimeStampQuery, parseTimeStampResponse } from './client.ts';
+import { parseTimeStampQueryFull, readCanonicalQuery, TSA_HASHES, type TsaHashName } from './request.ts';
 import { makeFixture } from './testing/fixture.ts';
 
 const fx = await makeFixture();
@@ -92,4 +94,54 @@ t.test('fuzz: 3000 mutated queries never throw and always get a TimeStampResp op
   t.pass(`${granted} mutations still valid and granted`);
   // A sample of refusals is readable by openssl.
   t.match(opensslFailInfo(await tsa.respond(new Uint8Array(randomBytes(40)))), /Status: Rejected/);
+});
+
+t.test('the canonical-DER fast path agrees with the full reader on every query it accepts', async (t) => {
+  const accepted = new Set<TsaHashName>(['SHA-256', 'SHA-384', 'SHA-512', 'SHA3-256']);
+  const full = (q: Uint8Array) => {
+    try {
+      return readQuery(q);
+    } catch (e) {
+      return e instanceof YinxinError ? `error ${e.code}` : `crash ${e}`;
+    }
+  };
+  const readQuery = (q: Uint8Array) => parseTimeStampQueryFull(q, accepted);
+  // Deterministic generator (xorshift) so a failure can be replayed.
+  let seed = 0x9e3779b9;
+  const rand = (n: number) => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const hashes = Object.values(TSA_HASHES);
+  const policies = ['1.2.3.4.1', '2.999.1', '1.3.6.1.4.1.99999.1.2.3', '0.9.2342.19200300.100.1.1', '2.25.123456789012345'];
+  let fastTaken = 0;
+  let compared = 0;
+  for (let i = 0; i < 6000; i++) {
+    const hash = hashes[rand(hashes.length)];
+    const fields: asn1js.BaseBlock[] = [v1(), imprint(hash.oid, rand(5) === 0 ? hash.length - 1 : hash.length, rand(2) === 0)];
+    if (rand(3) === 0) fields.push(new asn1js.ObjectIdentifier({ value: policies[rand(policies.length)] }));
+    if (rand(3) !== 0) fields.push(new asn1js.Integer({ valueHex: new Uint8Array(randomBytes(1 + rand(rand(10) === 0 ? 80 : 16))) }));
+    if (rand(2) === 0) fields.push(new asn1js.Boolean({ value: rand(2) === 0 }));
+    let q = request(fields);
+    // Half are mutated: bytes flipped, cut short, or a long-form length.
+    const mutation = rand(6);
+    if (mutation === 1) { q = new Uint8Array(q); q[rand(q.length)] = rand(256); }
+    if (mutation === 2) q = q.subarray(0, rand(q.length));
+    if (mutation === 3) { q = new Uint8Array(q); q[rand(q.length)] ^= 1 << rand(8); q[rand(q.length)] ^= 1 << rand(8); }
+    const fast = readCanonicalQuery(q, accepted);
+    const expected = full(q);
+    if (fast !== undefined) {
+      fastTaken++;
+      t.same(fast, expected, `query ${Buffer.from(q).toString('hex')}`);
+    } else if (typeof expected !== 'string' && mutation === 0) {
+      t.fail(`the fast path refused a canonical valid query ${Buffer.from(q).toString('hex')}`);
+    }
+    compared++;
+  }
+  t.ok(fastTaken > 1000, `${fastTaken} of ${compared} queries took the fast path`);
+  // BER the fast path leaves to the full reader: a long-form length where a short one fits.
+  const canonical = request([v1(), imprint(OID.sha256, 32)]);
+  const longForm = new Uint8Array([0x30, 0x81, canonical[1], ...canonical.subarray(2)]);
+  t.equal(readCanonicalQuery(longForm, accepted), undefined);
+  t.equal(readCanonicalQuery(canonical, accepted)?.hash.name, 'SHA-256');
 });

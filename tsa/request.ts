@@ -86,6 +86,11 @@ const UNIVERSAL_OCTET_STRING = 4;
 const UNIVERSAL_NULL = 5;
 
 export function parseTimeStampQuery(der: Uint8Array, acceptedHashes: ReadonlySet<TsaHashName>): ParsedQuery {
+  return readCanonicalQuery(der, acceptedHashes) ?? parseTimeStampQueryFull(der, acceptedHashes);
+}
+
+/** The full reader alone, without the fast path (for the tests that compare the two). */
+export function parseTimeStampQueryFull(der: Uint8Array, acceptedHashes: ReadonlySet<TsaHashName>): ParsedQuery {
   try {
     return readQuery(der, acceptedHashes);
   } catch (e) {
@@ -178,4 +183,114 @@ function readQuery(der: Uint8Array, acceptedHashes: ReadonlySet<TsaHashName>): P
     throw malformed('unexpected field after messageImprint');
   }
   return { hash, hashParamsNull, hashedMessage, policy, nonce, certReq };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast path: almost every query is the same small DER shape (openssl, every client library),
+// and decoding it with asn1js costs more than the rest of the request's encoding. This reader
+// accepts only that canonical shape and returns undefined for anything else (BER, an unknown or
+// unaccepted algorithm, extensions, any error), which the full reader above then decides, with
+// its error messages. request.test.ts checks on thousands of generated and mutated queries that
+// whenever this returns a result, the full reader returns the same one.
+
+const hashByOidBytes = new Map(Object.values(TSA_HASHES).map((h) => [Buffer.from(oidContent(h.oid)).toString('latin1'), h]));
+
+function oidContent(oid: string): number[] {
+  const arcs = oid.split('.').map(Number);
+  const out: number[] = [];
+  const put = (n: number) => {
+    const bytes = [n & 0x7f];
+    for (n = Math.floor(n / 128); n > 0; n = Math.floor(n / 128)) bytes.unshift((n & 0x7f) | 0x80);
+    out.push(...bytes);
+  };
+  put(arcs[0] * 40 + arcs[1]);
+  for (const arc of arcs.slice(2)) put(arc);
+  return out;
+}
+
+/** Dotted form of an OID's content octets, or undefined unless minimally encoded with arcs below 2^49. */
+function dottedOid(der: Uint8Array, start: number, end: number): string | undefined {
+  const arcs: number[] = [];
+  let value = 0;
+  let octets = 0;
+  for (let i = start; i < end; i++) {
+    const b = der[i];
+    if (octets === 0 && b === 0x80) return undefined;
+    if (++octets > 7) return undefined;
+    value = value * 128 + (b & 0x7f);
+    if ((b & 0x80) === 0) {
+      if (arcs.length === 0) arcs.push(value < 40 ? 0 : value < 80 ? 1 : 2, value < 80 ? value % 40 : value - 80);
+      else arcs.push(value);
+      value = 0;
+      octets = 0;
+    }
+  }
+  return octets === 0 && arcs.length >= 2 ? arcs.join('.') : undefined;
+}
+
+/** Content bounds of the DER TLV at `at` with this one-octet tag; undefined unless its length is minimal and it ends by `end`. */
+function tlv(der: Uint8Array, at: number, end: number, tag: number): { start: number; end: number } | undefined {
+  if (at + 2 > end || der[at] !== tag) return undefined;
+  let length = der[at + 1];
+  let start = at + 2;
+  if (length === 0x81) {
+    length = der[at + 2];
+    start = at + 3;
+    if (length < 0x80) return undefined;
+  } else if (length === 0x82) {
+    length = (der[at + 2] << 8) | der[at + 3];
+    start = at + 4;
+    if (length < 0x100) return undefined;
+  } else if (length >= 0x80) {
+    return undefined;
+  }
+  return start + length <= end ? { start, end: start + length } : undefined;
+}
+
+export function readCanonicalQuery(der: Uint8Array, acceptedHashes: ReadonlySet<TsaHashName>): ParsedQuery | undefined {
+  const request = tlv(der, 0, der.length, 0x30);
+  if (!request || request.end !== der.length) return undefined;
+  const version = tlv(der, request.start, request.end, 0x02);
+  if (!version || version.end - version.start !== 1 || der[version.start] !== 1) return undefined;
+  const imprint = tlv(der, version.end, request.end, 0x30);
+  if (!imprint) return undefined;
+  const algorithm = tlv(der, imprint.start, imprint.end, 0x30);
+  if (!algorithm) return undefined;
+  const oid = tlv(der, algorithm.start, algorithm.end, 0x06);
+  if (!oid) return undefined;
+  let hashParamsNull = false;
+  if (oid.end !== algorithm.end) {
+    if (algorithm.end - oid.end !== 2 || der[oid.end] !== 0x05 || der[oid.end + 1] !== 0) return undefined;
+    hashParamsNull = true;
+  }
+  const hash = hashByOidBytes.get(Buffer.from(der.buffer, der.byteOffset + oid.start, oid.end - oid.start).toString('latin1'));
+  if (!hash || !acceptedHashes.has(hash.name)) return undefined;
+  const message = tlv(der, algorithm.end, imprint.end, 0x04);
+  if (!message || message.end !== imprint.end || message.end - message.start !== hash.length) return undefined;
+
+  let at = imprint.end;
+  let policy: string | undefined;
+  const policyTlv = tlv(der, at, request.end, 0x06);
+  if (policyTlv) {
+    policy = dottedOid(der, policyTlv.start, policyTlv.end);
+    if (policy === undefined) return undefined;
+    at = policyTlv.end;
+  }
+  let nonce: Uint8Array | undefined;
+  const nonceTlv = tlv(der, at, request.end, 0x02);
+  if (nonceTlv) {
+    const length = nonceTlv.end - nonceTlv.start;
+    if (length === 0 || length > MAX_NONCE_OCTETS) return undefined;
+    nonce = der.slice(nonceTlv.start, nonceTlv.end);
+    at = nonceTlv.end;
+  }
+  let certReq = false;
+  const certReqTlv = tlv(der, at, request.end, 0x01);
+  if (certReqTlv) {
+    if (certReqTlv.end - certReqTlv.start !== 1) return undefined;
+    certReq = der[certReqTlv.start] !== 0;
+    at = certReqTlv.end;
+  }
+  if (at !== request.end) return undefined;
+  return { hash, hashParamsNull, hashedMessage: der.slice(message.start, message.end), policy, nonce, certReq };
 }
