@@ -106,12 +106,12 @@ function fieldNames(doc: PdfDocument, fields: PdfObject[]): Set<string> {
  */
 export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<PadesResult> {
   const doc = PdfDocument.parse(pdf);
-  const pages = doc.pages();
-  const pageNo = input.placement?.page ?? pages.length;
-  if (!Number.isInteger(pageNo) || pageNo < 1 || pageNo > pages.length) {
-    throw new YinxinError('validation-failed', `page ${pageNo} does not exist (the document has ${pages.length})`, { field: 'page', pages: pages.length });
+  const pageCount = doc.pageCount();
+  const pageNo = input.placement?.page ?? pageCount;
+  if (!Number.isInteger(pageNo) || pageNo < 1 || pageNo > pageCount) {
+    throw new YinxinError('validation-failed', `page ${pageNo} does not exist (the document has ${pageCount})`, { field: 'page', pages: pageCount });
   }
-  const page = pages[pageNo - 1];
+  const page = doc.page(pageNo);
   const [bx0, by0, bx1, by1] = page.mediaBox;
   const size = input.placement?.size ?? 120;
   if (!(size >= 20 && size <= 600)) throw new YinxinError('validation-failed', 'the seal size must be 20..600 points', { field: 'size' });

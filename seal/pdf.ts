@@ -547,8 +547,7 @@ export class PdfDocument {
       if (seen.has(ref.num) || depth > 64) throw malformed('the page tree loops');
       seen.add(ref.num);
       const node = this.dict(ref, `page tree node ${ref.num}`);
-      const boxObj = this.resolve(node.get('MediaBox'));
-      const box = Array.isArray(boxObj) && boxObj.length === 4 && boxObj.every((x) => typeof x === 'number') ? boxObj as number[] : inheritedBox;
+      const box = mediaBoxOf(this.resolve(node.get('MediaBox'))) ?? inheritedBox;
       if (node.name('Type') === 'Pages') {
         const kids = this.resolve(node.get('Kids'));
         if (!Array.isArray(kids)) throw malformed(`page tree node ${ref.num} has no /Kids array`);
@@ -562,12 +561,75 @@ export class PdfDocument {
     return out;
   }
 
+  /** The number of pages: the page tree root's /Count (s7.7.3.2), counted by walking when it is unusable. */
+  pageCount(): number {
+    const root = this.catalog.get('Pages');
+    const count = this.#countOf(root, 0, new Set());
+    if (count === 0) throw malformed('the document has no pages');
+    return count;
+  }
+
+  /**
+   * Page `n` (1-based) found by descending through the /Count of each page tree node, so only the
+   * nodes on the path to it are read (a 500-page document costs a few objects, not 500).
+   */
+  page(n: number): { ref: PdfRef; dict: PdfDict; mediaBox: number[] } {
+    let ref: PdfObject | undefined = this.catalog.get('Pages');
+    let box: number[] | undefined;
+    let index = n - 1;
+    const seen = new Set<number>();
+    for (let depth = 0; ; depth++) {
+      if (!(ref instanceof PdfRef)) throw malformed('a page tree node is not an indirect reference');
+      if (seen.has(ref.num) || depth > 64) throw malformed('the page tree loops');
+      seen.add(ref.num);
+      const node = this.dict(ref, `page tree node ${ref.num}`);
+      box = mediaBoxOf(this.resolve(node.get('MediaBox'))) ?? box;
+      if (node.name('Type') !== 'Pages') {
+        if (index !== 0) throw malformed(`page ${n} is not in the page tree`);
+        return { ref, dict: node, mediaBox: box ?? [0, 0, 612, 792] };
+      }
+      const kids = this.resolve(node.get('Kids'));
+      if (!Array.isArray(kids)) throw malformed(`page tree node ${ref.num} has no /Kids array`);
+      // Kids are read from the nearer end: the last page (the default seal position) costs one kid.
+      const total = this.#countOf(ref, depth, new Set());
+      const fromEnd = index >= total / 2;
+      let rest = fromEnd ? total - 1 - index : index;
+      let next: PdfObject | undefined;
+      for (let k = 0; k < kids.length; k++) {
+        const kid = kids[fromEnd ? kids.length - 1 - k : k];
+        const count = this.#countOf(kid, depth + 1, seen);
+        if (rest < count) { next = kid; index = fromEnd ? count - 1 - rest : rest; break; }
+        rest -= count;
+      }
+      if (next === undefined) throw malformed(`page ${n} is not in the page tree`);
+      ref = next;
+    }
+  }
+
+  /** Pages under a node: 1 for a page, /Count for an intermediate node (walked when /Count is missing). */
+  #countOf(ref: PdfObject | undefined, depth: number, path: Set<number>): number {
+    if (!(ref instanceof PdfRef)) throw malformed('a page tree node is not an indirect reference');
+    if (path.has(ref.num) || depth > 64) throw malformed('the page tree loops');
+    const node = this.dict(ref, `page tree node ${ref.num}`);
+    if (node.name('Type') !== 'Pages') return 1;
+    const count = this.resolve(node.get('Count'));
+    if (typeof count === 'number' && Number.isInteger(count) && count >= 0) return count;
+    const kids = this.resolve(node.get('Kids'));
+    if (!Array.isArray(kids)) throw malformed(`page tree node ${ref.num} has no /Kids array`);
+    const inner = new Set(path).add(ref.num);
+    return kids.reduce((sum: number, kid) => sum + this.#countOf(kid, depth + 1, inner), 0);
+  }
+
   /** Numbers of the objects written in the revision(s) after `length` bytes. */
   objectsWrittenAfter(length: number): number[] {
     const out: number[] = [];
     for (const [num, e] of this.xref) if (e.type === 'offset' && e.offset >= length) out.push(num);
     return out;
   }
+}
+
+function mediaBoxOf(obj: PdfObject): number[] | undefined {
+  return Array.isArray(obj) && obj.length === 4 && obj.every((x) => typeof x === 'number' && Number.isFinite(x)) ? obj as number[] : undefined;
 }
 
 /** Serializes an object in PDF syntax (s7.3); streams are written by the caller. */

@@ -9,25 +9,41 @@ import { join } from 'node:path';
 /** A valid one-page PDF with some text, written by hand with byte-exact xref offsets. */
 export function simplePdf(text = 'Official document', extraContent = ''): Uint8Array {
   const content = `BT /F1 24 Tf 72 720 Td (${text}) Tj ET${extraContent}`;
-  const objects = [
+  return buildPdf([
     '<< /Type /Catalog /Pages 2 0 R >>',
     '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
     '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
     `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
     '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
     '<< /Title (Test) /Producer (yinxin tests) >>',
-  ];
-  let out = '%PDF-1.7\n%\xe2\xe3\xcf\xd3\n';
+  ], '/Root 1 0 R /Info 6 0 R');
+}
+
+/**
+ * A PDF of the given object bodies (object i+1 is objects[i]; strings are latin1, a Uint8Array is
+ * written as is) with a classic xref table and a trailer holding `trailer` (e.g. '/Root 1 0 R').
+ */
+export function buildPdf(objects: Array<string | Uint8Array>, trailer: string): Uint8Array {
+  const parts: Buffer[] = [Buffer.from('%PDF-1.7\n%\xe2\xe3\xcf\xd3\n', 'latin1')];
+  let length = parts[0].length;
   const offsets: number[] = [];
   objects.forEach((body, i) => {
-    offsets.push(Buffer.byteLength(out, 'latin1'));
-    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+    offsets.push(length);
+    const chunk = Buffer.concat([Buffer.from(`${i + 1} 0 obj\n`), typeof body === 'string' ? Buffer.from(body, 'latin1') : Buffer.from(body), Buffer.from('\nendobj\n')]);
+    parts.push(chunk);
+    length += chunk.length;
   });
-  const xrefAt = Buffer.byteLength(out, 'latin1');
-  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f\r\n`;
-  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n\r\n`;
-  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R /Info 6 0 R /ID [<0123456789abcdef0123456789abcdef> <0123456789abcdef0123456789abcdef>] >>\nstartxref\n${xrefAt}\n%%EOF\n`;
-  return new Uint8Array(Buffer.from(out, 'latin1'));
+  let xref = `xref\n0 ${objects.length + 1}\n0000000000 65535 f\r\n`;
+  for (const o of offsets) xref += `${String(o).padStart(10, '0')} 00000 n\r\n`;
+  xref += `trailer\n<< /Size ${objects.length + 1} ${trailer} /ID [<0123456789abcdef0123456789abcdef> <0123456789abcdef0123456789abcdef>] >>\nstartxref\n${length}\n%%EOF\n`;
+  parts.push(Buffer.from(xref, 'latin1'));
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+/** A stream object's body: the dictionary entries given plus /Length, then the data. */
+export function streamObject(dictEntries: string, data: Uint8Array | string): Uint8Array {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'latin1') : Buffer.from(data);
+  return new Uint8Array(Buffer.concat([Buffer.from(`<< ${dictEntries} /Length ${bytes.length} >>\nstream\n`, 'latin1'), bytes, Buffer.from('\nendstream')]));
 }
 
 export function qpdf(dir: string, name: string, input: Uint8Array, args: string[]): Uint8Array {
