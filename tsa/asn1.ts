@@ -57,9 +57,25 @@ export function compareDer(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** An asn1js Integer carrying exactly these two's-complement octets. */
-export function integerOf(octets: Uint8Array): asn1js.Integer {
-  return new asn1js.Integer({ valueHex: octets });
+export const DER_TAG = { integer: 0x02, octetString: 0x04 } as const;
+
+/**
+ * The DER TLV of a primitive value whose content octets are given (an OCTET STRING, or an INTEGER
+ * already in minimal two's complement): what asn1js writes for it, without building its object
+ * (per-request fields are filled into templates; token.test.ts compares with asn1js).
+ */
+export function primitiveTlv(tag: number, content: Uint8Array): Uint8Array {
+  const n = content.length;
+  const header = n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : 5;
+  const out = new Uint8Array(header + n);
+  out[0] = tag;
+  if (header === 2) out[1] = n;
+  else {
+    out[1] = 0x80 | (header - 2);
+    for (let i = header - 1, v = n; i >= 2; i--, v >>>= 8) out[i] = v & 0xff;
+  }
+  out.set(content, header);
+  return out;
 }
 
 export function hex(u8: Uint8Array | ArrayBuffer): string {

@@ -11,6 +11,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SoftwareKeyStore } from '../hsm/software.ts';
 import type { Signer } from '../hsm/signer.ts';
+import * as asn1js from 'asn1js';
+import { DER_TAG, primitiveTlv } from './asn1.ts';
 import { parseTimeStampResponse } from './client.ts';
 import { TSA_HASHES } from './request.ts';
 import { ReferenceTokenWriter } from './testing/reference-token.ts';
@@ -126,4 +128,15 @@ t.test('openssl verifies tokens of every imprint algorithm, nonce length and pre
     }
   }
   t.equal(n, 18);
+});
+
+t.test('primitiveTlv writes what asn1js writes, across every DER length form', async (t) => {
+  for (const length of [0, 1, 0x7f, 0x80, 0xff, 0x100, 0x1234, 0xffff, 0x10000, 0x12345]) {
+    const content = new Uint8Array(randomBytes(length));
+    t.same(Buffer.from(primitiveTlv(DER_TAG.octetString, content)), Buffer.from(new asn1js.OctetString({ valueHex: content }).toBER(false)), `OCTET STRING of ${length}`);
+  }
+  for (const octets of [[0x01], [0x00, 0x80], [0x7f, 0xff, 0x01], [0x01, ...randomBytes(16)]]) {
+    const content = new Uint8Array(octets);
+    t.same(Buffer.from(primitiveTlv(DER_TAG.integer, content)), Buffer.from(new asn1js.Integer({ valueHex: content }).toBER(false)), `INTEGER ${Buffer.from(content).toString('hex')}`);
+  }
 });

@@ -15,7 +15,7 @@ import { YinxinError } from '../common/errors.ts';
 import { toArrayBuffer } from '../common/pem.ts';
 import { digestAlgorithm, hashOfScheme, signatureAlgorithmDer } from '../hsm/algorithms.ts';
 import type { HashName, SignatureScheme, Signer } from '../hsm/signer.ts';
-import { compareDer, contextOf, DerTemplate, encode, integerOf, sequenceOf, setOf, TSA_OID, type TemplatePart } from './asn1.ts';
+import { compareDer, contextOf, DER_TAG, DerTemplate, encode, primitiveTlv, sequenceOf, setOf, TSA_OID, type TemplatePart } from './asn1.ts';
 import { PKIStatus } from './failure.ts';
 import { TSA_HASHES, type TsaHashInfo } from './request.ts';
 
@@ -259,10 +259,10 @@ export class TokenWriter {
 
   /** TSTInfo (RFC 3161 s2.4.2) DER. ordering is FALSE, its DEFAULT, hence absent. */
   tstInfo(f: TokenFields): Uint8Array {
-    const imprint = encode(new asn1js.OctetString({ valueHex: f.hashedMessage }));
-    const serial = encode(integerOf(f.serial));
+    const imprint = primitiveTlv(DER_TAG.octetString, f.hashedMessage);
+    const serial = primitiveTlv(DER_TAG.integer, f.serial);
     const genTime = this.#genTime(f.genTime);
-    const nonce = f.nonce ? encode(integerOf(f.nonce)) : undefined;
+    const nonce = f.nonce ? primitiveTlv(DER_TAG.integer, f.nonce) : undefined;
     const hashAlgorithm = `${f.hash.oid}/${f.hashParamsNull}`;
     const key = `${f.policy} ${hashAlgorithm} ${imprint.length} ${serial.length} ${genTime.length} ${nonce?.length ?? 0}`;
     let template = this.#tstInfoTemplates.get(key);
@@ -286,14 +286,14 @@ export class TokenWriter {
   async response(f: TokenFields): Promise<Uint8Array> {
     const tstInfo = this.tstInfo(f);
     const messageDigest = createHash(this.#digest).update(tstInfo).digest();
-    const digestAttr = this.#digestAttr.fill({ digest: encode(new asn1js.OctetString({ valueHex: messageDigest })) });
+    const digestAttr = this.#digestAttr.fill({ digest: primitiveTlv(DER_TAG.octetString, messageDigest) });
     // RFC 5652 s5.4: the signature covers the DER of the attributes with an explicit SET OF tag;
     // the SignerInfo carries the same content under [0] IMPLICIT.
     const toBeSigned = this.#signedAttrs.fill({ digestAttr });
     const signature = await this.#sign(toBeSigned);
 
-    const eContent = encode(new asn1js.OctetString({ valueHex: tstInfo }));
-    const signatureValue = encode(new asn1js.OctetString({ valueHex: signature }));
+    const eContent = primitiveTlv(DER_TAG.octetString, tstInfo);
+    const signatureValue = primitiveTlv(DER_TAG.octetString, signature);
     const key = `${f.certReq} ${eContent.length} ${signatureValue.length}`;
     let template = this.#responseTemplates.get(key);
     if (!template) {

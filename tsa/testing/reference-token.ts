@@ -10,10 +10,13 @@ import { YinxinError } from '../../common/errors.ts';
 import { toArrayBuffer } from '../../common/pem.ts';
 import { digestAlgorithm, hashOfScheme, signatureAlgorithmDer } from '../../hsm/algorithms.ts';
 import type { HashName, SignatureScheme, Signer } from '../../hsm/signer.ts';
-import { compareDer, encode, integerOf, preencoded, TSA_OID } from '../asn1.ts';
+import { compareDer, encode, preencoded, TSA_OID } from '../asn1.ts';
 import { PKIStatus } from '../failure.ts';
 import { TSA_HASHES } from '../request.ts';
 import type { Accuracy, TokenFields, TokenWriterOptions } from '../token.ts';
+
+/** An asn1js Integer carrying exactly these two's-complement octets. */
+const integerOf = (octets: Uint8Array) => new asn1js.Integer({ valueHex: octets });
 
 const nodeHashName: Record<HashName, string> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 
