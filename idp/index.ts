@@ -11,8 +11,9 @@ import type { Store } from '../store/store.ts';
 import { OidcStorage } from './adapter.ts';
 import { casRoutes, CasService } from './cas.ts';
 import { Directory, type LockoutPolicy } from './directory.ts';
-import { buildProvider, clientMetadata, DEFAULT_TTLS, type OidcProvider, type ProviderTtls } from './provider.ts';
+import { buildProvider, clientMetadata, cookieKeys, DEFAULT_TTLS, type OidcProvider, type ProviderTtls } from './provider.ts';
 import { idpAdminRoutes, interactionRoutes, oidcProviderRoutes } from './routes.ts';
+import { accountRoutes } from './account.ts';
 import { SigningKeys } from './signing-keys.ts';
 import { CertificateLogin, type CertificateAuthorities, type CertificateLoginOptions } from './certificate-login.ts';
 import type { Argon2Params, PasswordPolicy } from '../auth/passwords.ts';
@@ -97,6 +98,8 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
       await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin }));
       await app.register(async (scope) => casRoutes(scope, { cas, provider, directory }));
       await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider }));
+      const [csrfKey] = await cookieKeys(store);
+      await app.register(async (scope) => accountRoutes(scope, { provider, storage, directory, issuer, csrfKey }));
     },
     async stop() {
       clearInterval(sweep);

@@ -4,11 +4,11 @@
  * userinfo, JWT access token for an application's API, RP-initiated logout, SSO for a second app,
  * back-channel logout reaching both apps, and the bad cases.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import t, { type Test } from 'tap';
 import * as client from 'openid-client';
-import { Browser, formOf, startTestIdp, type TestIdp } from './test-support.ts';
+import { backchannelListener, Browser, formOf, startTestIdp, type TestIdp } from './test-support.ts';
 
 const CITIZEN = '11010519491231002X';
 const PASSWORD = 'Sunny-Day-2024!';
@@ -20,20 +20,6 @@ interface Rp {
   logouts: string[];
   server: Server;
   config: client.Configuration;
-}
-
-async function backchannelListener(): Promise<{ server: Server; url: string; logouts: string[] }> {
-  const logouts: string[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => (body += c));
-    req.on('end', () => {
-      logouts.push(new URLSearchParams(body).get('logout_token') ?? '');
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/backchannel`, logouts };
 }
 
 async function refused(t: Test, p: Promise<unknown>, error: string, message = `refused with ${error}`): Promise<void> {

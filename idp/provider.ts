@@ -6,7 +6,7 @@
  * keys from the store, every TTL set, `proxy` from the appliance's trustProxy setting.
  */
 import { randomBytes } from 'node:crypto';
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, interactionPolicy } from 'oidc-provider';
 import type { Clock } from '../common/clock.ts';
 import type { Store } from '../store/store.ts';
 import type { OidcStorage, AdapterPayload } from './adapter.ts';
@@ -23,6 +23,21 @@ export const ACR = {
 
 /** The internal client through which CAS logins ride on the OIDC session. */
 export const CAS_CLIENT_ID = 'yinxin-cas';
+
+/** The internal client through which a user signs in to their own account page (/idp/account). */
+export const ACCOUNT_CLIENT_ID = 'yinxin-account';
+
+/**
+ * Does this sign-in lack the second factor the application asks for (its `requireTotp` setting, or
+ * `acr_values` naming the mfa level)? A certificate sign-in (amr pop: a private key the user holds,
+ * RFC 8176 s2) counts as strong enough for `requireTotp`.
+ */
+export function secondFactorMissing(session: { amr?: string[] }, requireTotp: boolean, acrValues: string | undefined): boolean {
+  const amr = session.amr ?? [];
+  if (amr.includes('otp')) return false;
+  if ((acrValues ?? '').split(' ').includes(ACR.mfa)) return true;
+  return requireTotp && !amr.includes('pop');
+}
 
 export interface ProviderTtls {
   accessToken: number;
@@ -78,6 +93,12 @@ export function clientMetadata(directory: Directory, issuer: string, clientId: s
       response_types: ['code'], redirect_uris: [new URL('/cas/callback', issuer).href], id_token_signed_response_alg: 'ES256',
     };
   }
+  if (clientId === ACCOUNT_CLIENT_ID) {
+    return {
+      client_id: ACCOUNT_CLIENT_ID, client_name: 'Account', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'],
+      response_types: ['code'], redirect_uris: [new URL('/idp/account/callback', issuer).href], id_token_signed_response_alg: 'ES256',
+    };
+  }
   const app = directory.getApplication(clientId);
   if (!app || app.status !== 'active') return undefined;
   const code = app.grantTypes.includes('authorization_code');
@@ -122,7 +143,7 @@ export async function buildProvider(o: ProviderOptions): Promise<OidcProvider> {
       AccessToken: ttl.accessToken, AuthorizationCode: ttl.authorizationCode, IdToken: ttl.idToken, RefreshToken: ttl.refreshToken,
       Session: ttl.session, Interaction: ttl.interaction, Grant: ttl.grant, ClientCredentials: ttl.clientCredentials,
     },
-    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/idp/interaction/${interaction.uid}` },
+    interactions: { policy: signInPolicy(directory), url: (_ctx: unknown, interaction: { uid: string }) => `/idp/interaction/${interaction.uid}` },
     findAccount: async (ctx: { oidc?: { client?: { clientId: string } } }, sub: string, token?: { clientId?: string }) => {
       const user = directory.getUser(sub);
       if (!user || user.status !== 'active') return undefined;
@@ -201,6 +222,27 @@ export async function buildProvider(o: ProviderOptions): Promise<OidcProvider> {
   });
   provider.proxy = o.proxy ?? false;
   return provider;
+}
+
+/**
+ * oidc-provider's default prompts, plus a login check 'totp_required': an existing session that
+ * lacks the second factor the application asks for goes back through the sign-in interaction,
+ * which then asks only for the one-time code (step-up) and updates the session's acr/amr.
+ */
+function signInPolicy(directory: Directory): unknown {
+  const { Check, base } = interactionPolicy;
+  const policy = base();
+  policy.get('login').checks.add(new Check('totp_required', 'the application requires a second factor', (ctx: StepUpCtx) => {
+    const { session, client, params } = ctx.oidc;
+    if (!session.accountId) return Check.NO_NEED_TO_PROMPT;
+    const requireTotp = directory.getApplication(client.clientId)?.requireTotp === true;
+    return secondFactorMissing(session, requireTotp, params.acr_values) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+  }));
+  return policy;
+}
+
+interface StepUpCtx {
+  oidc: { session: { accountId?: string; amr?: string[] }; client: { clientId: string }; params: { acr_values?: string } };
 }
 
 interface KoaCtx {

@@ -45,6 +45,21 @@ export async function oidcProviderRoutes(app: FastifyInstance, o: { provider: Oi
   });
 }
 
+/** HTML forms (application/x-www-form-urlencoded) as a flat object, in the given scope. */
+export function acceptForms(app: FastifyInstance): void {
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16_384 }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+}
+
+export const langOf = (req: FastifyRequest): Lang => pickLang((req.query as { lang?: string }).lang, req.headers['accept-language']);
+
+/** An IdP page: never cached, never framed, no scripts, forms only to ourselves. */
+export function sendPage(reply: FastifyReply, body: string, status = 200): FastifyReply {
+  return reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').header('x-frame-options', 'DENY')
+    .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'").send(body);
+}
+
 interface Pending {
   userId: string;
   expires: number;
@@ -57,14 +72,8 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
   // victim is never locked out for long (the per-account throttle is capped).
   const failuresByAddress = new Map<string, { count: number; since: number }>();
 
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16_384 }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)));
-  });
-
-  const langOf = (req: FastifyRequest): Lang => pickLang((req.query as { lang?: string }).lang, req.headers['accept-language']);
-  const html = (reply: FastifyReply, body: string, status = 200) =>
-    reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').header('x-frame-options', 'DENY')
-      .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'").send(body);
+  acceptForms(app);
+  const html = sendPage;
 
   const details = async (req: FastifyRequest, reply: FastifyReply) => {
     try {
@@ -85,6 +94,13 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
     return finish(req, reply, { login: { accountId: user.id, acr: ACR[method], amr, remember: true } });
   };
 
+  // The application demands a second factor the user has not enrolled: the sign-in ends with
+  // access_denied at the application (said only after the password was right), audited.
+  const refuseWithoutTotp = async (req: FastifyRequest, reply: FastifyReply, user: UserRecord, clientId: string) => {
+    await directory.auditEvent({ actor: `user:${user.id}`, action: 'idp.login', object: `user:${user.id}`, outcome: 'failure', requestId: req.id, details: { reason: 'totp-not-enrolled', clientId } });
+    return finish(req, reply, { error: 'access_denied', error_description: 'this application requires a second factor (TOTP) and none is enrolled for this user: ask the administrator to enroll one' });
+  };
+
   const slowDown = async (address: string) => {
     const now = Date.now();
     const f = failuresByAddress.get(address);
@@ -102,6 +118,15 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
   app.get<{ Params: { uid: string } }>('/idp/interaction/:uid', { schema: { hide: true } }, async (req, reply) => {
     const d = await details(req, reply);
     const lang = langOf(req);
+    if (d.prompt.name === 'login' && d.session?.accountId && d.prompt.reasons.every((r: string) => r === 'totp_required')) {
+      // Step-up: signed in already, without the second factor this application asks for.
+      const user = directory.getUser(d.session.accountId);
+      if (user?.status === 'active') {
+        if (!user.totpSecret) return refuseWithoutTotp(req, reply, user, d.params.client_id);
+        pendingTotp.set(d.uid, { userId: user.id, expires: Date.now() + 300_000 });
+        return html(reply, totpPage({ lang, action: `/idp/interaction/${d.uid}/totp?lang=${lang}`, note: t(lang, 'stepUp') }));
+      }
+    }
     if (d.prompt.name === 'login') {
       const appName = directory.getApplication(d.params.client_id)?.name;
       return html(reply, loginPage({
@@ -139,11 +164,7 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
       throw e;
     }
     if (user.totpSecret || app?.requireTotp) {
-      if (!user.totpSecret) {
-        // The application demands a second factor the user has not enrolled: same refusal, audited.
-        await directory.auditEvent({ actor: `user:${user.id}`, action: 'idp.login', object: `user:${user.id}`, outcome: 'failure', requestId: req.id, details: { reason: 'totp-not-enrolled', clientId } });
-        return html(reply, loginPage({ lang, action: `/idp/interaction/${d.uid}/login?lang=${lang}`, appName: app?.name, login: loginName, error: t(lang, 'badCredentials') }));
-      }
+      if (!user.totpSecret) return refuseWithoutTotp(req, reply, user, clientId);
       pendingTotp.set(d.uid, { userId: user.id, expires: Date.now() + 300_000 });
       return html(reply, totpPage({ lang, action: `/idp/interaction/${d.uid}/totp?lang=${lang}` }));
     }

@@ -5,10 +5,12 @@
  * redirects by hand. Not used by the appliance.
  */
 import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import * as oidc from 'openid-client';
 import { pino } from 'pino';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { buildSecureApp } from '../appliance/app.ts';
@@ -174,4 +176,38 @@ export function formOf(html: string, id?: string): { action: string; fields: Rec
     if (name) fields[name] = value.replace(/&amp;/g, '&').replace(/&quot;/g, '"');
   }
   return { action: action.replace(/&amp;/g, '&'), fields };
+}
+
+/** An application's back-channel logout endpoint (plain HTTP on 127.0.0.1): the logout tokens it received. */
+export async function backchannelListener(): Promise<{ server: Server; url: string; logouts: string[] }> {
+  const logouts: string[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      logouts.push(new URLSearchParams(body).get('logout_token') ?? '');
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/backchannel`, logouts };
+}
+
+/**
+ * Starts an authorization request (code + PKCE) with openid-client's URL builder and follows it in
+ * `browser`; when a login form comes, posts `credentials` to it as a browser would. Returns where it
+ * stopped: the redirect back to the application, or a page (a TOTP step, an error).
+ */
+export async function beginSignIn(browser: Browser, issuer: string, rp: { config: oidc.Configuration; redirect: string },
+  credentials?: { login: string; password: string }, extra: Record<string, string> = {}): Promise<{ verifier: string; state: string; redirect?: string; page?: string }> {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const url = oidc.buildAuthorizationUrl(rp.config, {
+    redirect_uri: rp.redirect, scope: 'openid profile', state, code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', ...extra,
+  });
+  let stop = await browser.follow(url.href, issuer);
+  if (credentials && stop.page && /name="password"/.test(stop.page)) {
+    stop = await browser.follow(new URL(formOf(stop.page).action, issuer).href, issuer, { form: credentials });
+  }
+  return { verifier, state, redirect: stop.redirect, page: stop.page };
 }
