@@ -32,10 +32,13 @@ export const errorCatalog = {
   'unaccepted-policy': { status: 400, title: 'The requested TSA policy is not accepted' },
   'unaccepted-extension': { status: 400, title: 'The request carries an extension the TSA does not understand' },
   'time-not-available': { status: 503, title: 'The time source is not trustworthy right now' },
+  // electronic seals
+  'validation-data-unavailable': { status: 503, title: 'OCSP or CRL data for a long-term (B-LT) seal could not be obtained' },
   // HSM, store and configuration
   'hsm-unavailable': { status: 503, title: 'The HSM cannot be reached' },
   'hsm-login-failed': { status: 503, title: 'The HSM refused the PIN' },
   'key-not-found': { status: 500, title: 'A key the appliance needs is missing from the HSM' },
+  'sealed-secret-invalid': { status: 500, title: 'A secret sealed under an HSM key failed its integrity check' },
   'store-unavailable': { status: 503, title: 'The data store cannot be opened' },
   'config-invalid': { status: 500, title: 'The configuration is invalid' },
   'internal': { status: 500, title: 'Internal error' },

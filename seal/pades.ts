@@ -16,6 +16,8 @@
 import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
 import { SEAL_FONT, sealAppearanceStream } from './appearance.ts';
+import { writeIncrement, type NewObject } from './increment.ts';
+import { appendDss, certificatesOfSignature, collectValidationData, type ValidationDataSource } from './ltv.ts';
 import { buildSignedData, digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
 import { PdfDict, PdfDocument, PdfName, PdfRef, PdfStream, PdfString, serialize, textString, type PdfObject } from './pdf.ts';
 
@@ -45,7 +47,12 @@ export interface PadesInput extends SealCredential {
   location?: string;
   /** Bytes reserved for the CMS in /Contents (default: the certificates' size plus 8 KiB). */
   reserve?: number;
+  /** B-LT adds a second incremental update with the DSS (ltv.ts); it needs `validationData`. Default B-T. */
+  level?: PadesLevel;
+  validationData?: ValidationDataSource;
 }
+
+export type PadesLevel = 'B-T' | 'B-LT';
 
 export interface PadesResult {
   pdf: Uint8Array;
@@ -54,6 +61,7 @@ export interface PadesResult {
   hash: string;
   fieldName: string;
   byteRange: [number, number, number, number];
+  level: PadesLevel;
 }
 
 const BYTE_RANGE_PLACEHOLDER = '[0 ********** ********** **********]';
@@ -80,12 +88,6 @@ export function jpegSize(bytes: Uint8Array): { width: number; height: number; co
   throw new YinxinError('validation-failed', 'the seal image JPEG has no frame header', { field: 'image' });
 }
 
-interface NewObject {
-  num: number;
-  gen: number;
-  body: string | { dict: PdfDict; data: Uint8Array };
-}
-
 /** Signature field names already used in the AcroForm (to pick a fresh one). */
 function fieldNames(doc: PdfDocument, fields: PdfObject[]): Set<string> {
   const names = new Set<string>();
@@ -105,6 +107,9 @@ function fieldNames(doc: PdfDocument, fields: PdfObject[]): Set<string> {
  * for a bad placement, 'time-not-available' when the TSA fails. Nothing is returned half-written.
  */
 export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<PadesResult> {
+  const level = input.level ?? 'B-T';
+  if (level !== 'B-T' && level !== 'B-LT') throw new YinxinError('validation-failed', 'level must be B-T or B-LT', { field: 'level' });
+  if (level === 'B-LT' && !input.validationData) throw new YinxinError('config-invalid', 'B-LT sealing needs a source of OCSP responses and CRLs');
   const doc = PdfDocument.parse(pdf);
   const pageCount = doc.pageCount();
   const pageNo = input.placement?.page ?? pageCount;
@@ -242,80 +247,12 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
   const cms = await buildSignedData({ ...input, hash, contentDigest: documentDigest });
   if (cms.length > reserve) throw new YinxinError('internal', `the CMS (${cms.length} bytes) is larger than the space reserved (${reserve})`);
   buf.write(Buffer.from(cms).toString('hex'), contentsAt + 1, 'latin1');
-  return { pdf: out, documentDigest: Buffer.from(documentDigest).toString('hex'), hash, fieldName, byteRange };
-}
-
-/** Objects, then the cross-reference section and trailer (s7.5.6), as the bytes to append. */
-function writeIncrement(doc: PdfDocument, objects: NewObject[], nextNum: number): Uint8Array {
-  const base = doc.bytes.length;
-  const last = doc.bytes[base - 1];
-  const chunks: Buffer[] = [];
-  let length = 0;
-  const push = (b: Buffer | string) => {
-    const buf = typeof b === 'string' ? Buffer.from(b, 'latin1') : b;
-    chunks.push(buf);
-    length += buf.length;
-  };
-  if (last !== 0x0a && last !== 0x0d) push('\n');
-  const offsets = new Map<number, { offset: number; gen: number }>();
-  for (const o of objects) {
-    offsets.set(o.num, { offset: base + length, gen: o.gen });
-    if (typeof o.body === 'string') push(`${o.num} ${o.gen} obj\n${o.body}\nendobj\n`);
-    else {
-      const dict = o.body.dict.clone().set('Length', o.body.data.length);
-      push(`${o.num} ${o.gen} obj\n${serialize(dict)}\nstream\n`);
-      push(Buffer.from(o.body.data));
-      push('\nendstream\nendobj\n');
-    }
+  const result: PadesResult = { pdf: out, documentDigest: Buffer.from(documentDigest).toString('hex'), hash, fieldName, byteRange, level };
+  if (level === 'B-LT') {
+    // ETSI EN 319 142-1 s5.4: the validation data goes into the DSS after the signature.
+    const data = await collectValidationData(certificatesOfSignature(cms), input.validationData!);
+    const contents = new Uint8Array(Buffer.from(buf.toString('latin1', contentsAt + 1, contentsEnd - 1), 'hex'));
+    result.pdf = appendDss(out, contents, data, input.clock.now());
   }
-  const trailer = new PdfDict([['Size', nextNum], ['Root', doc.catalogRef], ['Prev', doc.lastXrefOffset]]);
-  for (const key of ['Info', 'ID'] as const) {
-    const v = doc.trailer.get(key);
-    if (v !== undefined) trailer.set(key, v);
-  }
-  const xrefAt = base + length;
-  if (doc.sections[0].kind === 'table') {
-    push('xref\n');
-    const nums = [...offsets.keys()].sort((a, b) => a - b);
-    for (const run of runs(nums)) {
-      push(`${run[0]} ${run.length}\n`);
-      for (const num of run) {
-        const e = offsets.get(num)!;
-        push(`${String(e.offset).padStart(10, '0')} ${String(e.gen).padStart(5, '0')} n\r\n`);
-      }
-    }
-    push(`trailer\n${serialize(trailer)}\nstartxref\n${xrefAt}\n%%EOF\n`);
-  } else {
-    // An xref stream (s7.5.8) listing itself too; uncompressed, W [1 w 2].
-    const xrefNum = nextNum;
-    trailer.set('Size', nextNum + 1);
-    offsets.set(xrefNum, { offset: xrefAt, gen: 0 });
-    const nums = [...offsets.keys()].sort((a, b) => a - b);
-    const w = 4;
-    if (xrefAt > 0xffffffff) throw new YinxinError('payload-too-large', 'PDFs beyond 4 GiB are not supported');
-    const data = Buffer.alloc(nums.length * (1 + w + 2));
-    nums.forEach((num, i) => {
-      const e = offsets.get(num)!;
-      const p = i * (1 + w + 2);
-      data[p] = 1;
-      data.writeUInt32BE(e.offset, p + 1);
-      data.writeUInt16BE(e.gen, p + 1 + w);
-    });
-    const index = runs(nums).flatMap((r) => [r[0], r.length]);
-    trailer.set('Type', new PdfName('XRef')).set('W', [1, w, 2]).set('Index', index).set('Length', data.length);
-    push(`${xrefNum} 0 obj\n${serialize(trailer)}\nstream\n`);
-    push(data);
-    push(`\nendstream\nendobj\nstartxref\n${xrefAt}\n%%EOF\n`);
-  }
-  return new Uint8Array(Buffer.concat(chunks, length));
-}
-
-function runs(sorted: number[]): number[][] {
-  const out: number[][] = [];
-  for (const n of sorted) {
-    const cur = out[out.length - 1];
-    if (cur && cur[cur.length - 1] === n - 1) cur.push(n);
-    else out.push([n]);
-  }
-  return out;
+  return result;
 }

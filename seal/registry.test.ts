@@ -75,7 +75,7 @@ t.test('use: listed users, roles and clients only; audited and counted; verified
   t.equal(report.signatures[1].changesAfter, 'none');
   t.same(report.signatures.map((s) => s.seal?.kind), ['official', 'finance']);
   t.ok(report.signatures.every((s) => s.timestamp.ok && s.chain.ok && s.revocation.status === 'good'));
-  t.match(report.summary, /VALID — 福州市人民政府办公厅 \/ 福州市人民政府办公厅公章 \(official\)/);
+  t.match(report.summary, /VALID B-T — 福州市人民政府办公厅 \/ 福州市人民政府办公厅公章 \(official\)/);
 
   const tampered = Buffer.from(two.pdf);
   tampered[10] ^= 1;

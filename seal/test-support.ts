@@ -10,12 +10,15 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from '../common/clock.ts';
 import { toPem } from '../common/pem.ts';
 import { CertificateAuthority } from '../ca/authority.ts';
+import { CrlPublisher } from '../ca/crl-publisher.ts';
+import { ensureOcspSigners, OcspResponder } from '../ocsp/index.ts';
 import type { Subject } from '../ca/profiles.ts';
 import { MemoryStore, TableAuditLog } from '../ca/test-support.ts';
 import { SoftwareKeyStore } from '../hsm/software.ts';
 import { createTimeStampAuthority, type TimeStampAuthority } from '../tsa/authority.ts';
 import { TimeGuard } from '../tsa/timeguard.ts';
 import type { SealCredential, TimeStamper } from './cms.ts';
+import type { ValidationDataSource } from './ltv.ts';
 
 export const CREDIT_CODE = '91350100M000100Y43';
 
@@ -30,7 +33,12 @@ export interface SealPki {
   ca: CertificateAuthority;
   clock: Clock;
   tsa: TimeStampAuthority;
+  tsaCertificate: Uint8Array;
   timeStamper: TimeStamper;
+  /** The CA's OCSP responder core and CRL publisher, as the appliance wires them for B-LT seals. */
+  validationData: ValidationDataSource;
+  ocsp: OcspResponder;
+  crls: CrlPublisher;
   /** root CA certificate (DER) and its PEM file, the -CAfile for openssl. */
   root: Uint8Array;
   rootFile: string;
@@ -56,6 +64,16 @@ export async function makeSealPki(clock: Clock = systemClock): Promise<SealPki> 
     signer: tsaSigner, certificate: tsaCert.der, chain, store, clock,
     timeGuard: new TimeGuard({ clock }), policy: { default: '1.2.3.4.1', accepted: [] },
   });
+  const ocsp = new OcspResponder({ store, clock, signers: await ensureOcspSigners({ authority: ca, keys, store }) });
+  const crls = new CrlPublisher({ store, audit, clock, authority: ca });
+  for (const a of ca.listAuthorities()) await crls.publish(a.name);
+  const validationData: ValidationDataSource = {
+    ocsp: (request) => ocsp.respond(request),
+    crl: (issuer) => {
+      const a = ca.listAuthorities().find((x) => Buffer.compare(Buffer.from(ca.caCertificate(x.name)), Buffer.from(issuer)) === 0);
+      return a ? crls.current(a.name)?.der : undefined;
+    },
+  };
   const root = ca.caCertificate('root');
   const file = (name: string, bytes: Uint8Array | string) => {
     const p = join(dir, name);
@@ -65,14 +83,17 @@ export async function makeSealPki(clock: Clock = systemClock): Promise<SealPki> 
   const rootFile = file('root.pem', toPem(root, 'CERTIFICATE'));
   const chainFile = file('chain.pem', chain.map((c) => toPem(c, 'CERTIFICATE')).join(''));
   return {
-    store, keys, audit, ca, clock, tsa, root, rootFile, chainFile, dir, file,
+    store, keys, audit, ca, clock, tsa, tsaCertificate: tsaCert.der, root, rootFile, chainFile, dir, file, ocsp, crls, validationData,
     timeStamper: (q) => tsa.respond(q),
     async credential(label, organization, sealName) {
       const signer = await keys.generateKeyPair(label, { type: 'ec', curve: 'P-256' });
       const cert = await ca.issue({ ca: 'issuing', profile: 'seal', subject: sealSubject(organization, sealName), publicKeyInfo: signer.publicKeyInfo }, { actor: 'test' });
       return { signer, certificate: cert.der, chain, serial: cert.serial };
     },
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    cleanup: () => {
+      void ocsp.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -17,6 +17,7 @@ import { toArrayBuffer } from '../common/pem.ts';
 import { hashNameFromOid, OID } from '../hsm/algorithms.ts';
 import { verifyTimeStampToken } from '../tsa/client.ts';
 import { CMS_OID, digest } from './cms.ts';
+import { readDss, revocationFromDss, vriKey, type DssContent, type DssRevocation } from './ltv.ts';
 import { PdfDict, PdfDocument, PdfRef, PdfStream, PdfString, serialize, type PdfObject } from './pdf.ts';
 import type { HashName } from '../hsm/signer.ts';
 
@@ -33,7 +34,7 @@ export interface SealVerifyOptions {
   now?: Date;
 }
 
-export type ChangeKind = 'none' | 'signatures-added' | 'form-or-annotations' | 'content-modified';
+export type ChangeKind = 'none' | 'validation-data-added' | 'signatures-added' | 'form-or-annotations' | 'content-modified';
 
 export interface SignatureReport {
   field?: string;
@@ -44,8 +45,12 @@ export interface SignatureReport {
   signer?: { subject: string; organization?: string; creditCode?: string; commonName?: string; serial: string; issuer: string; notAfter: string };
   seal?: { id: string; name: string; kind: string; organization: string };
   chain: { ok: boolean; detail: string };
-  revocation: { status: 'good' | 'revoked-before-signing' | 'revoked-after-signing' | 'suspended' | 'unknown'; at?: string };
+  revocation: { status: 'good' | 'revoked-before-signing' | 'revoked-after-signing' | 'suspended' | 'unknown'; at?: string; source?: 'appliance' | 'dss-ocsp' | 'dss-crl' };
   timestamp: { ok: boolean; genTime?: string; tsa?: string; detail?: string };
+  /** PAdES / CAdES baseline level reached: B-B (no valid time-stamp), B-T, B-LT (the DSS proves the seal's and the TSA's certificate status). */
+  level?: 'B-B' | 'B-T' | 'B-LT';
+  /** What the PDF's DSS holds for this seal (PDFs with a DSS only). */
+  ltv?: { vri: boolean; signer?: DssRevocation; tsa?: DssRevocation };
   claimedTime?: string;
   changesAfter?: ChangeKind;
   errors: string[];
@@ -76,7 +81,7 @@ const nodeHash: Record<string, string> = { 'SHA-256': 'sha256', 'SHA-384': 'sha3
  * Verifies one CMS SignedData over content given as parts (PDF byte ranges) or whole (a file).
  * Never throws for a bad signature: the report says what failed.
  */
-export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[], options: SealVerifyOptions): Promise<SignatureReport> {
+export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[], options: SealVerifyOptions, dss?: { content: DssContent; vri: boolean }): Promise<SignatureReport> {
   const report: SignatureReport = {
     valid: false, integrity: { digestOk: false }, signatureOk: false, signingCertificateOk: false,
     chain: { ok: false, detail: 'not checked' }, revocation: { status: 'unknown' }, timestamp: { ok: false }, errors: [],
@@ -159,6 +164,7 @@ export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[]
 
   // RFC 3161 Appendix A: the signature-time-stamp covers the signature value.
   let signingTime: Date | undefined;
+  let tsaCertificate: Uint8Array | undefined;
   const tokenAttr = si.unsignedAttrs?.attributes.find((a) => a.type === CMS_OID.signatureTimeStampToken)?.values[0];
   if (!tokenAttr) {
     report.timestamp = { ok: false, detail: 'no signature-time-stamp (B-B level only)' };
@@ -171,6 +177,7 @@ export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[]
         intermediates: [...(options.intermediates ?? []), ...certs.map((c) => new Uint8Array(c.toSchema().toBER(false)))],
       });
       signingTime = ts.genTime;
+      tsaCertificate = timeStampSigner(new Uint8Array(tokenAttr.toBER(false)));
       report.timestamp = { ok: true, genTime: ts.genTime.toISOString(), tsa: ts.signer };
     } catch (e) {
       report.timestamp = { ok: false, detail: (e as Error).message };
@@ -196,19 +203,47 @@ export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[]
   }
   if (!report.chain.ok) report.errors.push(`the seal certificate does not chain to a trusted root: ${report.chain.detail}`);
 
-  const status = options.statusOf?.(signerDer) ?? { status: 'unknown' as const };
-  if (status.status === 'good') report.revocation = { status: 'good' };
+  report.level = report.timestamp.ok ? 'B-T' : 'B-B';
+  let status: RevocationAnswer = options.statusOf?.(signerDer) ?? { status: 'unknown' };
+  let source: SignatureReport['revocation']['source'] = status.status === 'unknown' ? undefined : 'appliance';
+  if (dss) {
+    // B-LT: the DSS answers offline, for the seal certificate and the TSA certificate.
+    const known = certs.map((c) => new Uint8Array(c.toSchema().toBER(false)));
+    const signer = revocationFromDss(signerDer, dss.content, known);
+    const tsa = tsaCertificate ? revocationFromDss(tsaCertificate, dss.content, known) : undefined;
+    report.ltv = { vri: dss.vri, ...(signer ? { signer } : {}), ...(tsa ? { tsa } : {}) };
+    if (report.timestamp.ok && signer && tsa && signer.status !== 'unknown' && tsa.status !== 'unknown') report.level = 'B-LT';
+    if (status.status === 'unknown' && signer && signer.status !== 'unknown') {
+      status = signer.status === 'good' ? { status: 'good' } : { status: 'revoked', at: new Date(signer.revokedAt ?? signer.issuedAt) };
+      source = signer.source === 'ocsp' ? 'dss-ocsp' : 'dss-crl';
+    }
+  }
+  const from = source ? { source } : {};
+  if (status.status === 'good') report.revocation = { status: 'good', ...from };
   else if (status.status === 'unknown') report.revocation = { status: 'unknown' };
   else if (status.status === 'suspended') {
-    report.revocation = { status: 'suspended', at: status.at.toISOString() };
+    report.revocation = { status: 'suspended', at: status.at.toISOString(), ...from };
     if (status.at <= checkDate) report.errors.push('the seal certificate was suspended when the seal was made');
   } else if (status.at <= checkDate) {
-    report.revocation = { status: 'revoked-before-signing', at: status.at.toISOString() };
+    report.revocation = { status: 'revoked-before-signing', at: status.at.toISOString(), ...from };
     report.errors.push(`the seal certificate was revoked at ${status.at.toISOString()}, before the seal was made`);
-  } else report.revocation = { status: 'revoked-after-signing', at: status.at.toISOString() };
+  } else report.revocation = { status: 'revoked-after-signing', at: status.at.toISOString(), ...from };
 
   report.valid = report.errors.length === 0;
   return report;
+}
+
+/** The TSA certificate of a time-stamp token: the certificate its SignerInfo's sid names. */
+function timeStampSigner(token: Uint8Array): Uint8Array | undefined {
+  try {
+    const sd = new pkijs.SignedData({ schema: pkijs.ContentInfo.fromBER(toArrayBuffer(token)).content });
+    const sid = sd.signerInfos[0]?.sid;
+    const cert = (sd.certificates ?? []).find((c): c is pkijs.Certificate => c instanceof pkijs.Certificate
+      && sid instanceof pkijs.IssuerAndSerialNumber && c.issuer.isEqual(sid.issuer) && c.serialNumber.isEqual(sid.serialNumber));
+    return cert ? new Uint8Array(cert.toSchema().toBER(false)) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Signature fields with a value, walking /Fields and /Kids (s12.7.3.1). */
@@ -239,7 +274,9 @@ function signatureFields(doc: PdfDocument): Array<{ name: string; sig: PdfDict }
   return out;
 }
 
-const ALLOWED_NEW_TYPES = new Set(['Sig', 'XObject', 'Font', 'FontDescriptor', 'XRef', 'ObjStm', 'DSS', 'VRI', 'Encoding']);
+const ALLOWED_NEW_TYPES = new Set(['Sig', 'XObject', 'Font', 'FontDescriptor', 'Encoding']);
+/** What a DSS update (B-LT, ltv.ts) and any revision's bookkeeping add. */
+const VALIDATION_DATA_TYPES = new Set(['DSS', 'VRI', 'XRef', 'ObjStm']);
 
 /** What the incremental updates after `end` did (ISO 32000-1 s12.8.2.2.2 DocMDP's categories). */
 function changesAfter(doc: PdfDocument, end: number): ChangeKind {
@@ -250,8 +287,8 @@ function changesAfter(doc: PdfDocument, end: number): ChangeKind {
   } catch {
     return 'content-modified';
   }
-  let worst: ChangeKind = 'signatures-added';
-  const rank: Record<ChangeKind, number> = { 'none': 0, 'signatures-added': 1, 'form-or-annotations': 2, 'content-modified': 3 };
+  let worst: ChangeKind = 'validation-data-added';
+  const rank: Record<ChangeKind, number> = { 'none': 0, 'validation-data-added': 1, 'signatures-added': 2, 'form-or-annotations': 3, 'content-modified': 4 };
   const note = (k: ChangeKind) => { if (rank[k] > rank[worst]) worst = k; };
   const changed = new Set<number>();
   for (const [num, e] of doc.xref) {
@@ -277,12 +314,13 @@ function changesAfter(doc: PdfDocument, end: number): ChangeKind {
     const dict = now instanceof PdfStream ? now.dict : now instanceof PdfDict ? now : undefined;
     const type = dict?.name('Type');
     if (!existed) {
-      if (Array.isArray(now)) continue;
-      if (type === 'Annot') { if (!(dict!.name('Subtype') === 'Widget' && dict!.name('FT') === 'Sig')) note('form-or-annotations'); continue; }
-      if (type && ALLOWED_NEW_TYPES.has(type)) continue;
+      if (type && VALIDATION_DATA_TYPES.has(type)) continue;
+      if (now instanceof PdfStream && !type) continue; // DSS certificates, OCSP responses, CRLs
+      if (Array.isArray(now)) { note('signatures-added'); continue; }
+      if (type === 'Annot') { note(dict!.name('Subtype') === 'Widget' && dict!.name('FT') === 'Sig' ? 'signatures-added' : 'form-or-annotations'); continue; }
+      if (type && ALLOWED_NEW_TYPES.has(type)) { note('signatures-added'); continue; }
       if (type === 'Page' || type === 'Pages' || type === 'Catalog') { note('content-modified'); continue; }
-      if (dict && dict.get('Fields') !== undefined) continue; // a new AcroForm
-      if (now instanceof PdfStream && !type) continue; // appearance, DSS certificates and responses
+      if (dict && dict.get('Fields') !== undefined) { note('signatures-added'); continue; } // a new AcroForm
       note('form-or-annotations');
       continue;
     }
@@ -296,9 +334,14 @@ function changesAfter(doc: PdfDocument, end: number): ChangeKind {
     if (Array.isArray(now) && Array.isArray(before)) { if (before.some((x, i) => serialize(x) !== serialize(now[i] ?? null))) note('form-or-annotations'); continue; }
     const oldDict = before instanceof PdfDict ? before : undefined;
     if (!dict || !oldDict || now instanceof PdfStream) { note('content-modified'); continue; }
-    if (type === 'Page') { if (without(dict, ['Annots']) !== without(oldDict, ['Annots'])) note('content-modified'); continue; }
-    if (type === 'Catalog') { if (without(dict, ['AcroForm', 'DSS', 'Perms']) !== without(oldDict, ['AcroForm', 'DSS', 'Perms'])) note('content-modified'); continue; }
-    if (dict.get('Fields') !== undefined) continue; // the AcroForm gaining fields
+    if (type === 'Page') { note(without(dict, ['Annots']) !== without(oldDict, ['Annots']) ? 'content-modified' : 'signatures-added'); continue; }
+    if (type === 'Catalog') {
+      if (without(dict, ['AcroForm', 'DSS', 'Perms']) !== without(oldDict, ['AcroForm', 'DSS', 'Perms'])) note('content-modified');
+      else if (without(dict, ['DSS']) !== without(oldDict, ['DSS'])) note('signatures-added');
+      continue;
+    }
+    if (type === 'DSS') continue;
+    if (dict.get('Fields') !== undefined) { note('signatures-added'); continue; } // the AcroForm gaining fields
     if (type === 'Annot' && dict.name('FT') === 'Sig') { note('form-or-annotations'); continue; }
     note('content-modified');
   }
@@ -309,6 +352,12 @@ function changesAfter(doc: PdfDocument, end: number): ChangeKind {
 export async function verifyPdf(pdf: Uint8Array, options: SealVerifyOptions): Promise<VerificationReport> {
   const doc = PdfDocument.parse(pdf);
   const fields = signatureFields(doc);
+  let dss: DssContent | undefined;
+  try {
+    dss = readDss(doc);
+  } catch {
+    dss = undefined; // an unreadable DSS is no validation data; the seals are still checked
+  }
   const signatures: SignatureReport[] = [];
   for (const { name, sig } of fields) {
     const br = sig.get('ByteRange');
@@ -330,7 +379,7 @@ export async function verifyPdf(pdf: Uint8Array, options: SealVerifyOptions): Pr
       if (parsed.offset > 0) cms = cms.subarray(0, parsed.offset);
     } catch { /* reported by verifySignedData */ }
     const report = byteRangeOk
-      ? await verifySignedData(cms, [pdf.subarray(0, b), pdf.subarray(c, end)], options)
+      ? await verifySignedData(cms, [pdf.subarray(0, b), pdf.subarray(c, end)], options, dss && { content: dss, vri: dss.vri.has(vriKey(contents.bytes)) })
       : { valid: false, integrity: { digestOk: false }, signatureOk: false, signingCertificateOk: false, chain: { ok: false, detail: 'not checked' },
         revocation: { status: 'unknown' as const }, timestamp: { ok: false }, errors: ['the /ByteRange does not cover the file except /Contents'] };
     report.field = name;
@@ -366,7 +415,9 @@ function summarize(what: string, signatures: SignatureReport[]): string {
     const who = s.seal ? `${s.seal.organization} / ${s.seal.name} (${s.seal.kind})` : s.signer ? `${s.signer.organization ?? ''} / ${s.signer.commonName ?? s.signer.subject}` : 'unknown signer';
     const when = s.timestamp.genTime ? `time-stamped ${s.timestamp.genTime} by ${s.timestamp.tsa}` : 'no valid time-stamp';
     const change = s.changesAfter && s.changesAfter !== 'none' ? `; changed afterwards: ${s.changesAfter}` : '';
-    return `Seal ${i + 1}${s.field ? ` (${s.field})` : ''}: ${s.valid ? 'VALID' : 'INVALID'} — ${who}, ${when}, revocation ${s.revocation.status}${change}${s.errors.length ? `. Problems: ${s.errors.join('; ')}` : ''}`;
+    const level = s.level ? ` ${s.level}` : '';
+    const revocation = `revocation ${s.revocation.status}${s.revocation.source ? ` (${s.revocation.source})` : ''}`;
+    return `Seal ${i + 1}${s.field ? ` (${s.field})` : ''}: ${s.valid ? 'VALID' : 'INVALID'}${level} — ${who}, ${when}, ${revocation}${change}${s.errors.length ? `. Problems: ${s.errors.join('; ')}` : ''}`;
   });
   return [`${signatures.every((s) => s.valid) ? 'All' : 'Not all'} ${signatures.length} seal(s) of the ${what} are valid.`, ...lines].join('\n');
 }
