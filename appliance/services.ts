@@ -15,7 +15,7 @@ import type { Signer } from '../hsm/signer.ts';
 import type { Table } from '../store/store.ts';
 import { chronySyncCheck, createTimeStampAuthority, fileSyncCheck, timedatectlSyncCheck, TimeGuard, type SyncCheck, type TimeStampAuthority } from '../tsa/index.ts';
 import { openIdentityProvider, type IdentityProvider } from '../idp/index.ts';
-import { caStatusLookup, SealRegistry, type SealVerifyOptions } from '../seal/index.ts';
+import { applianceValidationData, caStatusLookup, SealRegistry, type SealVerifyOptions } from '../seal/index.ts';
 import type { Config } from './config.ts';
 import { ensureKeyPair, type Appliance } from './context.ts';
 import type { TlsIssuer } from './tls.ts';
@@ -87,7 +87,10 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
     config: { issuer: config.httpsUrl, proxy: config.trustProxy },
     authorities: authority,
   });
-  const seals = new SealRegistry({ store, keys, audit, clock, ca: authority, timeStamper: (query) => tsa.respond(query), issuingCa: ISSUING_CA });
+  const seals = new SealRegistry({
+    store, keys, audit, clock, ca: authority, timeStamper: (query) => tsa.respond(query), issuingCa: ISSUING_CA,
+    validationData: applianceValidationData({ respond: (query) => ocsp.respond(query), cas: authority, crlOf: (ca) => crls.current(ca)?.der }),
+  });
   const sealVerifyOptions: SealVerifyOptions = { trustAnchors: [authority.caCertificate(ROOT_CA)], statusOf: caStatusLookup(authority) };
 
   const tlsIssuer: TlsIssuer = async (spki, names) => {

@@ -35,6 +35,21 @@ export interface ValidationDataSource {
   crl(issuer: Uint8Array): Uint8Array | undefined | Promise<Uint8Array | undefined>;
 }
 
+/** A ValidationDataSource over the appliance's OCSP responder core and its CRLs, by CA name. */
+export function applianceValidationData(deps: {
+  respond(request: Uint8Array): Promise<Uint8Array>;
+  cas: { listAuthorities(): Array<{ name: string }>; caCertificate(name: string): Uint8Array };
+  crlOf(ca: string): Uint8Array | undefined;
+}): ValidationDataSource {
+  return {
+    ocsp: (request) => deps.respond(request),
+    crl: (issuer) => {
+      const ca = deps.cas.listAuthorities().find((a) => same(deps.cas.caCertificate(a.name), issuer));
+      return ca ? deps.crlOf(ca.name) : undefined;
+    },
+  };
+}
+
 export interface ValidationData {
   certs: Uint8Array[];
   ocsps: Uint8Array[];

@@ -24,7 +24,8 @@ import type { KeySpec, KeyStore } from '../hsm/signer.ts';
 import type { Store, Table } from '../store/store.ts';
 import { sealFileCades } from './cades.ts';
 import { digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
-import { jpegSize, sealPdf, type PadesResult, type SealPlacement } from './pades.ts';
+import type { ValidationDataSource } from './ltv.ts';
+import { jpegSize, sealPdf, type PadesLevel, type PadesResult, type SealPlacement } from './pades.ts';
 
 export const SEAL_KINDS = ['official', 'contract', 'finance', 'personal-name'] as const;
 export type SealKind = (typeof SEAL_KINDS)[number];
@@ -113,6 +114,8 @@ export interface SealRegistryOptions {
   timeStamper: TimeStamper;
   /** The CA that issues seal certificates (default 'issuing'). */
   issuingCa?: string;
+  /** OCSP responses and CRLs for B-LT seals (the appliance's responder core and CRL publisher). */
+  validationData?: ValidationDataSource;
 }
 
 const MAX_IMAGE = 512 * 1024;
@@ -317,13 +320,14 @@ export class SealRegistry {
   }
 
   /** Seals a PDF (PAdES B-T, visible seal) and records the use. The sealed file is returned, never stored. */
-  async sealPdf(id: string, user: SealUser, pdf: Uint8Array, options: { placement?: SealPlacement; reason?: string; location?: string; requestId?: string } = {}): Promise<PadesResult> {
+  async sealPdf(id: string, user: SealUser, pdf: Uint8Array, options: { placement?: SealPlacement; level?: PadesLevel; reason?: string; location?: string; requestId?: string } = {}): Promise<PadesResult> {
     const { seal, credential } = await this.credential(id, user);
     const jpeg = seal.imageJpeg ? new Uint8Array(Buffer.from(seal.imageJpeg, 'base64')) : undefined;
     const result = await sealPdf(pdf, {
       ...credential, timeStamper: this.#o.timeStamper, clock: this.#o.clock,
       image: jpeg ? { kind: 'jpeg', bytes: jpeg } : { kind: 'drawn', organization: seal.organization, sealName: seal.name },
       placement: options.placement, name: seal.name, reason: options.reason, location: options.location,
+      level: options.level, validationData: this.#o.validationData,
     });
     await this.#recordUse(seal, user, 'pdf', result.documentDigest, result.hash, options.requestId);
     return result;

@@ -18,7 +18,7 @@ import { SoftwareKeyStore } from '../hsm/software.ts';
 import { createTimeStampAuthority, type TimeStampAuthority } from '../tsa/authority.ts';
 import { TimeGuard } from '../tsa/timeguard.ts';
 import type { SealCredential, TimeStamper } from './cms.ts';
-import type { ValidationDataSource } from './ltv.ts';
+import { applianceValidationData, type ValidationDataSource } from './ltv.ts';
 
 export const CREDIT_CODE = '91350100M000100Y43';
 
@@ -67,13 +67,7 @@ export async function makeSealPki(clock: Clock = systemClock): Promise<SealPki> 
   const ocsp = new OcspResponder({ store, clock, signers: await ensureOcspSigners({ authority: ca, keys, store }) });
   const crls = new CrlPublisher({ store, audit, clock, authority: ca });
   for (const a of ca.listAuthorities()) await crls.publish(a.name);
-  const validationData: ValidationDataSource = {
-    ocsp: (request) => ocsp.respond(request),
-    crl: (issuer) => {
-      const a = ca.listAuthorities().find((x) => Buffer.compare(Buffer.from(ca.caCertificate(x.name)), Buffer.from(issuer)) === 0);
-      return a ? crls.current(a.name)?.der : undefined;
-    },
-  };
+  const validationData = applianceValidationData({ respond: (q) => ocsp.respond(q), cas: ca, crlOf: (name) => crls.current(name)?.der });
   const root = ca.caCertificate('root');
   const file = (name: string, bytes: Uint8Array | string) => {
     const p = join(dir, name);
