@@ -49,9 +49,9 @@ export class OidcStorage {
   readonly #grants: Table<number>;
   readonly #expiry: Table<number>;
   /** Answers the Client model (clients come from the directory). */
-  readonly #clients: (id: string) => AdapterPayload | undefined;
+  readonly #clients: (id: string) => Promise<AdapterPayload | undefined>;
 
-  constructor(o: { store: Store; clock: Clock; clients: (id: string) => AdapterPayload | undefined }) {
+  constructor(o: { store: Store; clock: Clock; clients: (id: string) => Promise<AdapterPayload | undefined> }) {
     this.#store = o.store;
     this.#clock = o.clock;
     this.#clients = o.clients;
@@ -81,7 +81,7 @@ export class OidcStorage {
     };
   }
 
-  client(id: string): AdapterPayload | undefined {
+  client(id: string): Promise<AdapterPayload | undefined> {
     return this.#clients(id);
   }
 

@@ -7,13 +7,15 @@
 import t from 'tap';
 import { FixedClock } from '../common/clock.ts';
 import { MemoryStore, TableAuditLog } from '../ca/test-support.ts';
+import { SoftwareKeyStore } from '../hsm/software.ts';
 import { Directory, totp } from './directory.ts';
+import { SecretBox } from './secret-box.ts';
 
 function setup() {
   const clock = new FixedClock('2025-01-01T00:00:00Z');
   const store = new MemoryStore();
   const audit = new TableAuditLog(store, clock);
-  const dir = new Directory({ store, audit, clock, argon2: { memoryKiB: 256, passes: 1, parallelism: 1 }, lockout: { threshold: 2, baseSeconds: 10, maxSeconds: 40 } });
+  const dir = new Directory({ store, secrets: new SecretBox(new SoftwareKeyStore()), audit, clock, argon2: { memoryKiB: 256, passes: 1, parallelism: 1 }, lockout: { threshold: 2, baseSeconds: 10, maxSeconds: 40 } });
   return { clock, store, audit, dir };
 }
 const actor = { name: 'operator:test' };
@@ -103,8 +105,10 @@ t.test('TOTP: RFC 6238 Appendix B vectors (SHA-1) and drift window', async (t) =
   t.match(uri, /^otpauth:\/\/totp\/yinxin%3A11010519491231002X\?secret=[A-Z2-7]+&issuer=yinxin/);
   const user = dir.getUser(u.id)!;
   const step = Math.floor(clock.now().getTime() / 30_000);
-  t.ok(dir.verifyTotp(user, totp(s, step)));
-  t.ok(dir.verifyTotp(user, totp(s, step - 1)), 'one step of drift');
-  t.notOk(dir.verifyTotp(user, totp(s, step - 3)));
-  t.notOk(dir.verifyTotp(user, 'abcdef'));
+  t.notOk(await dir.spendTotp(user, totp(s, step - 3)));
+  t.notOk(await dir.spendTotp(user, 'abcdef'));
+  t.ok(await dir.spendTotp(user, totp(s, step - 1)), 'one step of drift');
+  t.ok(await dir.spendTotp(user, totp(s, step)));
+  t.notOk(await dir.spendTotp(user, totp(s, step)), 'a code accepted once is refused (RFC 6238 s5.2)');
+  t.notOk(await dir.spendTotp(user, totp(s, step - 1)), 'so is a code of an earlier step');
 });

@@ -17,6 +17,11 @@
  *   idp.roles                 id -> RoleRecord
  *   idp.assignments           id -> AssignmentRecord
  *   idp.assignments.subject   ['user' | 'department', subjectId, assignmentId] -> 1
+ *   idp.totp.steps            userId -> the last RFC 6238 time step accepted (replay refusal)
+ *   idp.migrations            name -> ISO date the one-time migration ran
+ *
+ * Client secrets and TOTP seeds are stored sealed under an HSM key (secret-box.ts); records
+ * written before that are sealed by migrateSecrets() when the IdP opens.
  */
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AuditLog } from '../audit/types.ts';
@@ -25,6 +30,7 @@ import { normalizeCitizenId } from '../ca/identifiers.ts';
 import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
 import type { Key, Store, Table, Tx } from '../store/store.ts';
+import type { SealedSecret, SecretBox } from './secret-box.ts';
 
 export type UserStatus = 'active' | 'suspended' | 'left';
 
@@ -40,8 +46,8 @@ export interface UserRecord {
   position: string;
   status: UserStatus;
   passwordHash?: string;
-  /** Base32 RFC 6238 secret when the user has a second factor. */
-  totpSecret?: string;
+  /** The base32 RFC 6238 seed, sealed (secret-box.ts), when the user has a second factor. */
+  totpSecret?: SealedSecret;
   createdAt: string;
   updatedAt: string;
   failedLogins: number;
@@ -65,8 +71,11 @@ export type GrantType = 'authorization_code' | 'refresh_token' | 'client_credent
 export interface ApplicationRecord {
   clientId: string;
   name: string;
-  /** Kept because oidc-provider compares it (client_secret_basic); never shown after creation. */
-  clientSecret: string;
+  /**
+   * Kept (sealed, secret-box.ts) because oidc-provider compares it for client_secret_basic/post;
+   * never shown after creation. Open it with Directory.clientSecretOf().
+   */
+  clientSecret: SealedSecret;
   redirectUris: string[];
   postLogoutRedirectUris: string[];
   backchannelLogoutUri?: string;
@@ -136,6 +145,8 @@ export interface LockoutPolicy {
 
 export interface DirectoryOptions {
   store: Store;
+  /** Seals client secrets and TOTP seeds under the HSM. */
+  secrets: SecretBox;
   audit: AuditLog;
   clock: Clock;
   argon2?: Argon2Params;
@@ -157,6 +168,7 @@ const MAX_PAGE = 500;
 
 export class Directory {
   readonly #store: Store;
+  readonly #secrets: SecretBox;
   readonly #audit: AuditLog;
   readonly #clock: Clock;
   readonly #argon2: Argon2Params;
@@ -172,9 +184,12 @@ export class Directory {
   readonly #roles: Table<RoleRecord>;
   readonly #assignments: Table<AssignmentRecord>;
   readonly #assignmentsBySubject: Table<number>;
+  readonly #totpSteps: Table<number>;
+  readonly #migrations: Table<string>;
 
   constructor(o: DirectoryOptions) {
     this.#store = o.store;
+    this.#secrets = o.secrets;
     this.#audit = o.audit;
     this.#clock = o.clock;
     this.#argon2 = o.argon2 ?? DEFAULT_ARGON2;
@@ -190,6 +205,8 @@ export class Directory {
     this.#roles = o.store.table('idp.roles');
     this.#assignments = o.store.table('idp.assignments');
     this.#assignmentsBySubject = o.store.table('idp.assignments.subject');
+    this.#totpSteps = o.store.table('idp.totp.steps');
+    this.#migrations = o.store.table('idp.migrations');
   }
 
   #now(): string {
@@ -384,10 +401,11 @@ export class Directory {
   /** Enrolls a TOTP second factor (RFC 6238, SHA-1, 6 digits, 30 s); returns the secret and an otpauth URI once. */
   async enrollTotp(actor: Actor, id: string, issuer = 'yinxin'): Promise<{ secret: string; uri: string }> {
     const secret = base32(randomBytes(20));
+    const sealed = await this.#secrets.seal('totp', id, secret);
     const u = await this.#store.transaction((tx) => {
       const cur = tx.get(this.#users, id);
       if (!cur) throw new YinxinError('not-found', `no user '${id}'`);
-      tx.put(this.#users, id, { ...cur, totpSecret: secret, updatedAt: this.#now() });
+      tx.put(this.#users, id, { ...cur, totpSecret: sealed, updatedAt: this.#now() });
       this.#log(tx, actor, 'idp.user.totp-enroll', `user:${id}`);
       return cur;
     });
@@ -404,11 +422,28 @@ export class Directory {
     });
   }
 
-  verifyTotp(user: UserRecord, code: string): boolean {
-    if (!user.totpSecret || !/^\d{6}$/.test(code)) return false;
-    const step = Math.floor(this.#clock.now().getTime() / 30_000);
-    // RFC 6238 s5.2: accept one step of clock drift either way.
-    return [step - 1, step, step + 1].some((s) => timingSafeEqual(Buffer.from(totp(user.totpSecret!, s)), Buffer.from(code)));
+  /**
+   * Checks a TOTP code and spends it: RFC 6238 s5.2 accepts one step of clock drift either way, and
+   * "the verifier MUST NOT accept the second attempt of the OTP after the successful validation",
+   * so the accepted time step is recorded (idp.totp.steps, shared by every process on the store,
+   * kept across restarts) and a code for that step or an earlier one is refused afterwards.
+   */
+  async spendTotp(user: UserRecord, code: string): Promise<boolean> {
+    if (!user.totpSecret || typeof code !== 'string' || !/^\d{6}$/.test(code)) return false;
+    const seed = await this.#secrets.open('totp', user.id, user.totpSecret);
+    const now = Math.floor(this.#clock.now().getTime() / 30_000);
+    let matched: number | undefined;
+    for (const step of [now - 1, now, now + 1]) {
+      if (timingSafeEqual(Buffer.from(totp(seed, step)), Buffer.from(code))) matched = step;
+    }
+    if (matched === undefined) return false;
+    const step = matched;
+    return this.#store.transaction((tx) => {
+      const last = tx.get(this.#totpSteps, user.id);
+      if (last !== undefined && step <= last) return false;
+      tx.put(this.#totpSteps, user.id, step);
+      return true;
+    });
   }
 
   /**
@@ -472,7 +507,7 @@ export class Directory {
     const urls = (list: string[] | undefined, field: string) => (list ?? []).map((u) => requireUrl(u, field));
     const clientSecret = randomBytes(32).toString('base64url');
     const record: ApplicationRecord = {
-      clientId: input.clientId, name: requireText(input.name, 'name', 200), clientSecret,
+      clientId: input.clientId, name: requireText(input.name, 'name', 200), clientSecret: await this.#secrets.seal('client-secret', input.clientId, clientSecret),
       redirectUris: urls(input.redirectUris, 'redirectUris'), postLogoutRedirectUris: urls(input.postLogoutRedirectUris, 'postLogoutRedirectUris'),
       ...(input.backchannelLogoutUri ? { backchannelLogoutUri: requireUrl(input.backchannelLogoutUri, 'backchannelLogoutUri') } : {}),
       grantTypes: [...new Set(grantTypes)],
@@ -555,22 +590,66 @@ export class Directory {
 
   async rotateClientSecret(actor: Actor, clientId: string): Promise<{ clientSecret: string }> {
     const clientSecret = randomBytes(32).toString('base64url');
+    const sealed = await this.#secrets.seal('client-secret', clientId, clientSecret);
     await this.#store.transaction((tx) => {
       const cur = tx.get(this.#applications, clientId);
       if (!cur) throw new YinxinError('not-found', `no application '${clientId}'`);
-      tx.put(this.#applications, clientId, { ...cur, clientSecret });
+      tx.put(this.#applications, clientId, { ...cur, clientSecret: sealed });
       this.#log(tx, actor, 'idp.application.secret-rotate', `application:${clientId}`);
     });
     return { clientSecret };
   }
 
+  /** The application's client secret in clear (for oidc-provider's client metadata only). */
+  async clientSecretOf(app: ApplicationRecord): Promise<string> {
+    return this.#secrets.open('client-secret', app.clientId, app.clientSecret);
+  }
+
   /** Client authentication for the permission-check endpoint (constant-time comparison). */
-  authenticateClient(clientId: string, secret: string): ApplicationRecord | undefined {
-    const app = this.#applications.get(clientId);
-    const expected = Buffer.from(app?.clientSecret ?? 'x'.repeat(43));
+  async authenticateClient(clientId: string, secret: string): Promise<ApplicationRecord | undefined> {
+    const app = typeof clientId === 'string' ? this.#applications.get(clientId) : undefined;
+    const expected = Buffer.from(app ? await this.clientSecretOf(app) : 'x'.repeat(43));
     const given = Buffer.from(String(secret));
     const same = given.length === expected.length && timingSafeEqual(given, expected);
     return app && same && app.status === 'active' ? app : undefined;
+  }
+
+  /**
+   * Seals client secrets and TOTP seeds that an earlier version stored in clear. Runs once per store
+   * (recorded in idp.migrations; a restored older backup runs it again). Each record is rewritten
+   * only if it still holds the plain value read (compare-and-swap), with one audit record in the
+   * same transaction. Returns how many secrets were sealed.
+   */
+  async migrateSecrets(): Promise<number> {
+    if (this.#migrations.get('sealed-secrets')) return 0;
+    let sealed = 0;
+    const batch = async <V>(table: Table<V>, entries: Array<{ key: string; plain: string; field: 'clientSecret' | 'totpSecret'; purpose: 'client-secret' | 'totp' }>) => {
+      const rewritten = await Promise.all(entries.map(async (e) => ({ ...e, value: await this.#secrets.seal(e.purpose, e.key, e.plain) })));
+      await this.#store.transaction((tx) => {
+        for (const e of rewritten) {
+          const cur = tx.get(table, e.key) as Record<string, unknown> | undefined;
+          if (!cur || cur[e.field] !== e.plain) continue;
+          tx.put(table, e.key, { ...cur, [e.field]: e.value } as V);
+          sealed++;
+        }
+      });
+    };
+    // Plain values are strings; sealed ones are { sealed } (the type says sealed: older stores disagree).
+    const apps = [...this.#applications.range()].flatMap(({ key, value }) => {
+      const plain: unknown = value.clientSecret;
+      return typeof plain === 'string' ? [{ key: key as string, plain, field: 'clientSecret' as const, purpose: 'client-secret' as const }] : [];
+    });
+    const users = [...this.#users.range()].flatMap(({ key, value }) => {
+      const plain: unknown = value.totpSecret;
+      return typeof plain === 'string' ? [{ key: key as string, plain, field: 'totpSecret' as const, purpose: 'totp' as const }] : [];
+    });
+    for (let i = 0; i < apps.length; i += 500) await batch(this.#applications, apps.slice(i, i + 500));
+    for (let i = 0; i < users.length; i += 500) await batch(this.#users, users.slice(i, i + 500));
+    await this.#store.transaction((tx) => {
+      tx.put(this.#migrations, 'sealed-secrets', this.#now());
+      this.#audit.append(tx, { actor: 'system', action: 'idp.secrets.seal', object: 'idp:secrets', outcome: 'success', details: { sealed } });
+    });
+    return sealed;
   }
 
   // ---------------------------------------------------------------- permissions and roles

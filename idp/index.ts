@@ -15,6 +15,7 @@ import { buildProvider, clientMetadata, cookieKeys, DEFAULT_TTLS, type OidcProvi
 import { idpAdminRoutes, interactionRoutes, oidcProviderRoutes } from './routes.ts';
 import { accountRoutes } from './account.ts';
 import { SigningKeys } from './signing-keys.ts';
+import { SecretBox } from './secret-box.ts';
 import { CertificateLogin, type CertificateAuthorities, type CertificateLoginOptions } from './certificate-login.ts';
 import type { Argon2Params, PasswordPolicy } from '../auth/passwords.ts';
 
@@ -71,7 +72,10 @@ export interface IdentityProvider {
 export async function openIdentityProvider(o: IdentityProviderOptions): Promise<IdentityProvider> {
   const { store, clock, audit, keys, config } = o;
   const issuer = config.issuer.replace(/\/$/, '');
-  const directory = new Directory({ store, audit, clock, argon2: config.argon2, passwordPolicy: config.passwordPolicy, lockout: config.lockout });
+  const secrets = new SecretBox(keys);
+  const directory = new Directory({ store, secrets, audit, clock, argon2: config.argon2, passwordPolicy: config.passwordPolicy, lockout: config.lockout });
+  const migrated = await directory.migrateSecrets();
+  if (migrated) o.logger?.info({ sealed: migrated }, 'IdP secrets stored in clear by an earlier version are now sealed under the HSM');
   const storage = new OidcStorage({ store, clock, clients: (id) => clientMetadata(directory, issuer, id) });
   const ttl = { ...DEFAULT_TTLS, ...config.ttl };
   const signingKeys = new SigningKeys({ keys, store, audit, clock, overlapSeconds: Math.max(ttl.idToken, ttl.accessToken) + 300 });

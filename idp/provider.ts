@@ -86,7 +86,8 @@ export async function cookieKeys(store: Store): Promise<string[]> {
   });
 }
 
-export function clientMetadata(directory: Directory, issuer: string, clientId: string): AdapterPayload | undefined {
+/** oidc-provider's Client model, answered from the directory (the secret opened from its seal here, per lookup, never logged). */
+export async function clientMetadata(directory: Directory, issuer: string, clientId: string): Promise<AdapterPayload | undefined> {
   if (clientId === CAS_CLIENT_ID) {
     return {
       client_id: CAS_CLIENT_ID, client_name: 'CAS', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'],
@@ -104,7 +105,7 @@ export function clientMetadata(directory: Directory, issuer: string, clientId: s
   const code = app.grantTypes.includes('authorization_code');
   return {
     client_id: app.clientId,
-    client_secret: app.clientSecret,
+    client_secret: await directory.clientSecretOf(app),
     client_name: app.name,
     grant_types: app.grantTypes,
     response_types: code ? ['code'] : [],

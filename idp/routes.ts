@@ -180,7 +180,7 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
       pendingTotp.delete(d.uid);
       throw new YinxinError('bad-request', 'sign in with your password first');
     }
-    if (!directory.verifyTotp(user, String(req.body?.code ?? ''))) {
+    if (!(await directory.spendTotp(user, String(req.body?.code ?? '')))) {
       noteFailure(req.ip);
       await directory.auditEvent({ actor: `user:${user.id}`, action: 'idp.login', object: `user:${user.id}`, outcome: 'failure', requestId: req.id, details: { reason: 'wrong-totp' } });
       return html(reply, totpPage({ lang, action: `/idp/interaction/${d.uid}/totp?lang=${lang}`, error: t(lang, 'badTotp') }));
@@ -211,7 +211,7 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
     schema: { hide: true, body: { type: 'object', required: ['user', 'permission'], properties: { user: { type: 'string', maxLength: 64 }, permission: { type: 'string', maxLength: 128 }, department: { type: 'string', maxLength: 64 } } } },
   }, async (req, reply) => {
     const client = basicClient(req.headers.authorization);
-    const app = client ? directory.authenticateClient(client.id, client.secret) : undefined;
+    const app = client ? await directory.authenticateClient(client.id, client.secret) : undefined;
     if (!app) return reply.code(401).header('www-authenticate', 'Basic realm="yinxin"').send({ error: 'invalid_client' });
     const { user, permission, department } = req.body;
     return { allowed: directory.may(user!, app.clientId, permission!, department), application: app.clientId };
