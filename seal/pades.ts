@@ -17,6 +17,7 @@ import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
 import { SEAL_FONT, sealAppearanceStream } from './appearance.ts';
 import { writeIncrement, type NewObject } from './increment.ts';
+import { pngToPdfImage } from './png.ts';
 import { appendDss, certificatesOfSignature, collectValidationData, type ValidationDataSource } from './ltv.ts';
 import { buildSignedData, digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
 import { PdfDict, PdfDocument, PdfName, PdfRef, PdfStream, PdfString, serialize, textString, type PdfObject } from './pdf.ts';
@@ -34,7 +35,9 @@ export interface SealPlacement {
 export type SealImage =
   | { kind: 'drawn'; organization: string; sealName: string }
   /** A baseline JPEG (DCTDecode passes it through unchanged). */
-  | { kind: 'jpeg'; bytes: Uint8Array };
+  | { kind: 'jpeg'; bytes: Uint8Array }
+  /** An 8-bit PNG (png.ts): FlateDecode, alpha as an /SMask. */
+  | { kind: 'png'; bytes: Uint8Array };
 
 export interface PadesInput extends SealCredential {
   timeStamper: TimeStamper;
@@ -86,6 +89,13 @@ export function jpegSize(bytes: Uint8Array): { width: number; height: number; co
     i += 2 + len;
   }
   throw new YinxinError('validation-failed', 'the seal image JPEG has no frame header', { field: 'image' });
+}
+
+/** Draws image /Im1 centred in the size x size box, its aspect ratio kept. */
+function drawImage(width: number, height: number, size: number): string {
+  const scale = size / Math.max(width, height);
+  const [w, h] = [width * scale, height * scale];
+  return `q ${serialize(w)} 0 0 ${serialize(h)} ${serialize((size - w) / 2)} ${serialize((size - h) / 2)} cm /Im1 Do Q`;
 }
 
 /** Signature field names already used in the AcroForm (to pick a fresh one). */
@@ -166,6 +176,27 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
     ])) });
     apResources.set('Font', new PdfDict([[SEAL_FONT, fontRef]]));
     apContent = sealAppearanceStream({ organization: input.image.organization, sealName: input.image.sealName, size });
+  } else if (input.image.kind === 'png') {
+    const image = pngToPdfImage(input.image.bytes);
+    const imageRef = alloc();
+    const dict = new PdfDict([
+      ['Type', new PdfName('XObject')], ['Subtype', new PdfName('Image')], ['Width', image.width], ['Height', image.height],
+      ['ColorSpace', new PdfName(image.colorSpace)], ['BitsPerComponent', 8], ['Filter', new PdfName('FlateDecode')],
+    ]);
+    if (image.predictor) {
+      dict.set('DecodeParms', new PdfDict([['Predictor', 15], ['Colors', image.colorSpace === 'DeviceGray' ? 1 : 3], ['BitsPerComponent', 8], ['Columns', image.width]]));
+    }
+    if (image.alpha) {
+      const maskRef = alloc();
+      objects.push({ num: maskRef.num, gen: 0, body: { dict: new PdfDict([
+        ['Type', new PdfName('XObject')], ['Subtype', new PdfName('Image')], ['Width', image.width], ['Height', image.height],
+        ['ColorSpace', new PdfName('DeviceGray')], ['BitsPerComponent', 8], ['Filter', new PdfName('FlateDecode')],
+      ]), data: image.alpha } });
+      dict.set('SMask', maskRef);
+    }
+    objects.push({ num: imageRef.num, gen: 0, body: { dict, data: image.color } });
+    apResources.set('XObject', new PdfDict([['Im1', imageRef]]));
+    apContent = drawImage(image.width, image.height, size);
   } else {
     const { width, height, components } = jpegSize(input.image.bytes);
     const imageRef = alloc();
@@ -175,7 +206,7 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
       ['BitsPerComponent', 8], ['Filter', new PdfName('DCTDecode')],
     ]), data: input.image.bytes } });
     apResources.set('XObject', new PdfDict([['Im1', imageRef]]));
-    apContent = `q ${size} 0 0 ${size} 0 0 cm /Im1 Do Q`;
+    apContent = drawImage(width, height, size);
   }
   objects.push({ num: apRef.num, gen: 0, body: { dict: new PdfDict([
     ['Type', new PdfName('XObject')], ['Subtype', new PdfName('Form')], ['BBox', bbox], ['Resources', apResources],

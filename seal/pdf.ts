@@ -296,6 +296,12 @@ function unpredict(data: Uint8Array, parms: PdfDict): Uint8Array {
   const columns = typeof parms.get('Columns') === 'number' ? parms.get('Columns') as number : 1;
   const colors = typeof parms.get('Colors') === 'number' ? parms.get('Colors') as number : 1;
   const bpc = typeof parms.get('BitsPerComponent') === 'number' ? parms.get('BitsPerComponent') as number : 8;
+  if (![columns, colors, bpc].every((v) => Number.isInteger(v) && v >= 1 && v <= 1 << 20)) throw malformed('bad PNG predictor parameters');
+  return unpredictRows(data, { colors, columns, bpc });
+}
+
+/** Reverses PNG row filters (PNG s9, PDF s7.4.4.4): each row is a filter-type byte and the filtered samples. */
+export function unpredictRows(data: Uint8Array, { colors, columns, bpc = 8 }: { colors: number; columns: number; bpc?: number }): Uint8Array {
   const bpp = Math.max(1, Math.ceil((colors * bpc) / 8));
   const rowLength = Math.ceil((columns * colors * bpc) / 8);
   const rows = Math.floor(data.length / (rowLength + 1));

@@ -1,6 +1,6 @@
 /**
  * The seal registry: a seal belongs to an organization (its name and unified social credit code,
- * optionally its unit certificate), has a name, a kind and an image (uploaded JPEG or the drawn
+ * optionally its unit certificate), has a name, a kind and an image (uploaded JPEG or PNG, or the drawn
  * red seal), an HSM key 'seal/<id>' and a seal certificate from the CA's seal profile. Its status
  * follows the certificate (active, suspended = certificateHold, revoked, expired), so OCSP and
  * CRLs tell relying parties. A seal-admin requests a seal; a different person approves it, which
@@ -25,7 +25,8 @@ import type { Store, Table } from '../store/store.ts';
 import { sealFileCades } from './cades.ts';
 import { digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
 import type { ValidationDataSource } from './ltv.ts';
-import { jpegSize, sealPdf, type PadesLevel, type PadesResult, type SealPlacement } from './pades.ts';
+import { jpegSize, sealPdf, type PadesLevel, type PadesResult, type SealImage, type SealPlacement } from './pades.ts';
+import { pngInfo } from './png.ts';
 
 export const SEAL_KINDS = ['official', 'contract', 'finance', 'personal-name'] as const;
 export type SealKind = (typeof SEAL_KINDS)[number];
@@ -41,8 +42,9 @@ export interface SealRecord {
   unitCertificate?: { ca: string; serial: string };
   name: string;
   kind: SealKind;
-  /** Uploaded JPEG, base64; absent: the appliance draws the customary red seal. */
+  /** Uploaded JPEG or PNG, base64; neither: the appliance draws the customary red seal. */
   imageJpeg?: string;
+  imagePng?: string;
   keyLabel: string;
   keySpec: KeySpec;
   ca: string;
@@ -59,7 +61,7 @@ export interface SealRecord {
   rejected?: { by: string; at: string; reason: string };
 }
 
-export interface SealView extends Omit<SealRecord, 'imageJpeg'> {
+export interface SealView extends Omit<SealRecord, 'imageJpeg' | 'imagePng'> {
   state: SealState;
   hasImage: boolean;
   notAfter?: string;
@@ -88,6 +90,8 @@ export interface SealRequestInput {
   name: string;
   kind: SealKind;
   imageJpeg?: Uint8Array;
+  /** 8-bit PNG, not interlaced (png.ts); alpha is kept. */
+  imagePng?: Uint8Array;
   unitCertificate?: { ca: string; serial: string };
   users?: string[];
   roles?: string[];
@@ -135,6 +139,13 @@ function list(value: unknown, field: string): string[] {
   return [...new Set(value as string[])];
 }
 
+/** The uploaded image, or the drawn seal when there is none. */
+function imageOfRecord(seal: SealRecord): SealImage {
+  if (seal.imageJpeg) return { kind: 'jpeg', bytes: new Uint8Array(Buffer.from(seal.imageJpeg, 'base64')) };
+  if (seal.imagePng) return { kind: 'png', bytes: new Uint8Array(Buffer.from(seal.imagePng, 'base64')) };
+  return { kind: 'drawn', organization: seal.organization, sealName: seal.name };
+}
+
 export class SealRegistry {
   readonly #o: SealRegistryOptions;
   readonly seals: Table<SealRecord>;
@@ -158,10 +169,11 @@ export class SealRegistry {
     } catch (e) {
       throw new YinxinError('validation-failed', `creditCode: ${(e as Error).message}`, { field: 'creditCode' }, { cause: e });
     }
-    if (input.imageJpeg) {
-      if (input.imageJpeg.length > MAX_IMAGE) throw new YinxinError('payload-too-large', `the seal image is larger than ${MAX_IMAGE} bytes`);
-      jpegSize(input.imageJpeg);
-    }
+    if (input.imageJpeg && input.imagePng) throw new YinxinError('validation-failed', 'give one seal image, JPEG or PNG', { field: 'image' });
+    const image = input.imageJpeg ?? input.imagePng;
+    if (image && image.length > MAX_IMAGE) throw new YinxinError('payload-too-large', `the seal image is larger than ${MAX_IMAGE} bytes`);
+    if (input.imageJpeg) jpegSize(input.imageJpeg);
+    if (input.imagePng) pngInfo(input.imagePng);
     const ca = input.ca ?? this.#o.issuingCa ?? 'issuing';
     this.#o.ca.getAuthority(ca);
     if (input.unitCertificate) {
@@ -177,6 +189,7 @@ export class SealRegistry {
       requestedBy: actor.actor, requestedByPerson: personOf(actor), requestedAt: this.#o.clock.now().toISOString(),
     };
     if (input.imageJpeg) record.imageJpeg = Buffer.from(input.imageJpeg).toString('base64');
+    if (input.imagePng) record.imagePng = Buffer.from(input.imagePng).toString('base64');
     if (input.unitCertificate) record.unitCertificate = input.unitCertificate;
     await this.#o.store.transaction((tx) => {
       tx.put(this.seals, id, record);
@@ -284,13 +297,12 @@ export class SealRegistry {
     return { stats: this.stats.get(id) ?? { uses: 0, pdf: 0, file: 0 }, recent };
   }
 
-  imageOf(id: string): Uint8Array | undefined {
-    const s = this.#mustGet(id);
-    return s.imageJpeg ? new Uint8Array(Buffer.from(s.imageJpeg, 'base64')) : undefined;
+  imageOf(id: string): SealImage {
+    return imageOfRecord(this.#mustGet(id));
   }
 
   view(seal: SealRecord, cert?: CertificateRecord): SealView {
-    const { imageJpeg, ...rest } = seal;
+    const { imageJpeg, imagePng, ...rest } = seal;
     const c = cert ?? (seal.certificateSerial ? this.#o.ca.get(seal.ca, seal.certificateSerial) : undefined);
     let state: SealState;
     if (seal.rejected) state = 'rejected';
@@ -299,7 +311,7 @@ export class SealRegistry {
     else if (c.status === 'hold') state = 'suspended';
     else if (new Date(c.notAfter) <= this.#o.clock.now() || new Date(c.notBefore) > this.#o.clock.now()) state = 'expired';
     else state = 'active';
-    return { ...rest, state, hasImage: imageJpeg !== undefined, ...(c ? { notAfter: c.notAfter } : {}) };
+    return { ...rest, state, hasImage: imageJpeg !== undefined || imagePng !== undefined, ...(c ? { notAfter: c.notAfter } : {}) };
   }
 
   /**
@@ -322,10 +334,9 @@ export class SealRegistry {
   /** Seals a PDF (PAdES B-T, visible seal) and records the use. The sealed file is returned, never stored. */
   async sealPdf(id: string, user: SealUser, pdf: Uint8Array, options: { placement?: SealPlacement; level?: PadesLevel; reason?: string; location?: string; requestId?: string } = {}): Promise<PadesResult> {
     const { seal, credential } = await this.credential(id, user);
-    const jpeg = seal.imageJpeg ? new Uint8Array(Buffer.from(seal.imageJpeg, 'base64')) : undefined;
     const result = await sealPdf(pdf, {
       ...credential, timeStamper: this.#o.timeStamper, clock: this.#o.clock,
-      image: jpeg ? { kind: 'jpeg', bytes: jpeg } : { kind: 'drawn', organization: seal.organization, sealName: seal.name },
+      image: imageOfRecord(seal),
       placement: options.placement, name: seal.name, reason: options.reason, location: options.location,
       level: options.level, validationData: this.#o.validationData,
     });
