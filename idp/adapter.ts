@@ -13,6 +13,11 @@
  *   idp.oidc.expiry  [expiresAt, model, id] -> 1     (sweep of expired entries)
  *
  * Expired entries are invisible to find() at once and removed by sweep() (run on a timer).
+ *
+ * Ending a session: oidc-provider destroys a Session both when it ends and when it renews the
+ * session's id at sign-in (Session.resetIdentifier: same uid, new id), so its destroy() says
+ * nothing about the session ending. yinxin's own code ends sessions through storage.destroy()
+ * (sessions.ts), and only that path tells the onSessionEnd listeners (CAS single logout).
  */
 import type { Store, Table } from '../store/store.ts';
 import type { Clock } from '../common/clock.ts';
@@ -48,6 +53,7 @@ export class OidcStorage {
   readonly #userCodes: Table<[string, string]>;
   readonly #grants: Table<number>;
   readonly #expiry: Table<number>;
+  readonly #sessionEndListeners: Array<(session: { uid: string; accountId?: string }) => void> = [];
   /** Answers the Client model (clients come from the directory). */
   readonly #clients: (id: string) => Promise<AdapterPayload | undefined>;
 
@@ -76,7 +82,7 @@ export class OidcStorage {
       async findByUserCode(userCode: string) { return storage.findByRef(storage.userCodeRef(userCode)); }
       async findByUid(uid: string) { return storage.findByRef(storage.uidRef(uid)); }
       consume(id: string) { return storage.consume(this.model, id); }
-      destroy(id: string) { return storage.destroy(this.model, id); }
+      async destroy(id: string) { await storage.#store.transaction((tx) => storage.#remove(tx, this.model, id)); }
       revokeByGrantId(grantId: string) { return storage.revokeByGrantId(grantId); }
     };
   }
@@ -123,8 +129,17 @@ export class OidcStorage {
     });
   }
 
+  /** Removes an entry; for a Session, that is the session ending: onSessionEnd listeners are told. */
   async destroy(model: string, id: string): Promise<void> {
-    await this.#store.transaction((tx) => this.#remove(tx, model, id));
+    const removed = await this.#store.transaction((tx) => this.#remove(tx, model, id));
+    if (model !== 'Session' || typeof removed?.payload.uid !== 'string') return;
+    const ended = { uid: removed.payload.uid, accountId: removed.payload.accountId as string | undefined };
+    for (const listener of this.#sessionEndListeners) listener(ended);
+  }
+
+  /** Calls `listener` (synchronously; start async work yourself) after yinxin ends a session through destroy(). */
+  onSessionEnd(listener: (session: { uid: string; accountId?: string }) => void): void {
+    this.#sessionEndListeners.push(listener);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
@@ -153,13 +168,14 @@ export class OidcStorage {
     }
   }
 
-  #remove(tx: Parameters<Parameters<Store['transaction']>[0]>[0], model: string, id: string): void {
+  #remove(tx: Parameters<Parameters<Store['transaction']>[0]>[0], model: string, id: string): Entry | undefined {
     const e = tx.get(this.#entries, [model, id]);
-    if (!e) return;
+    if (!e) return undefined;
     tx.remove(this.#entries, [model, id]);
     tx.remove(this.#expiry, [e.expiresAt, model, id]);
     if (e.payload.grantId) tx.remove(this.#grants, [e.payload.grantId, model, id]);
     if (e.payload.uid && this.#uids.get(e.payload.uid)?.[1] === id) tx.remove(this.#uids, e.payload.uid);
     if (e.payload.userCode) tx.remove(this.#userCodes, e.payload.userCode);
+    return e;
   }
 }

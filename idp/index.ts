@@ -16,6 +16,7 @@ import { idpAdminRoutes, interactionRoutes, oidcProviderRoutes } from './routes.
 import { accountRoutes } from './account.ts';
 import { SigningKeys } from './signing-keys.ts';
 import { SecretBox } from './secret-box.ts';
+import { AddressThrottle } from './address-throttle.ts';
 import { CertificateLogin, type CertificateAuthorities, type CertificateLoginOptions } from './certificate-login.ts';
 import type { Argon2Params, PasswordPolicy } from '../auth/passwords.ts';
 
@@ -80,27 +81,38 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
   const ttl = { ...DEFAULT_TTLS, ...config.ttl };
   const signingKeys = new SigningKeys({ keys, store, audit, clock, overlapSeconds: Math.max(ttl.idToken, ttl.accessToken) + 300 });
   const provider = await buildProvider({ issuer, store, clock, directory, storage, signingKeys: await signingKeys.load(), ttl, proxy: config.proxy, fetch: o.fetch });
+  const addressThrottle = new AddressThrottle({ store, clock });
   const certificateLogin = o.authorities ? new CertificateLogin({ authorities: o.authorities, directory, clock, revocationStatus: o.revocationStatus }).handler() : undefined;
-  const cas = new CasService({ store, clock, directory, audit, issuer, fetch: o.fetch });
-  provider.on('end_session.success', (ctx: { oidc?: { session?: { accountId?: string } } }) => {
-    const accountId = ctx.oidc?.session?.accountId;
-    if (accountId) void cas.singleLogout(accountId).catch((e) => o.logger?.warn({ err: e }, 'CAS single logout failed'));
+  const sessionAlive = (uid: string) => {
+    const ref = storage.uidRef(uid);
+    return ref?.[0] === 'Session' && storage.find('Session', ref[1]) !== undefined;
+  };
+  const cas = new CasService({ store, clock, directory, audit, issuer, sessionAlive, fetch: o.fetch });
+  // CAS single logout whenever an SSO session ends: RP-initiated logout (oidc-provider destroys the
+  // session itself, then emits end_session.success; a logout from one application only keeps it),
+  // and every end through sessions.ts (/cas/logout, admin and self-service revocation).
+  const casLogout = (uid: string) => void cas.singleLogout(uid).catch((e) => o.logger?.warn({ err: e }, 'CAS single logout failed'));
+  provider.on('end_session.success', (ctx: { oidc?: { session?: { uid?: string; destroyed?: boolean } } }) => {
+    const session = ctx.oidc?.session;
+    if (session?.destroyed && session.uid) casLogout(session.uid);
   });
+  storage.onSessionEnd(({ uid }) => casLogout(uid));
   for (const event of ['grant.error', 'server_error', 'authorization.error', 'end_session.error', 'introspection.error', 'revocation.error', 'userinfo.error']) {
     provider.on(event, (_ctx: unknown, err: Error) => o.logger?.debug({ err, event }, 'IdP protocol error'));
   }
   provider.on('backchannel.error', (_ctx: unknown, err: Error, clientId: string) => o.logger?.warn({ err, clientId }, 'back-channel logout failed'));
   const sweep = setInterval(() => {
     void storage.sweep().catch((e) => o.logger?.warn({ err: e }, 'sweeping expired IdP entries failed'));
-    cas.sweep();
+    void cas.sweep().catch((e) => o.logger?.warn({ err: e }, 'sweeping expired CAS entries failed'));
+    void addressThrottle.sweep().catch((e) => o.logger?.warn({ err: e }, 'sweeping sign-in throttle entries failed'));
   }, config.sweepIntervalMs ?? 60_000);
   sweep.unref();
   return {
     provider, directory, storage, signingKeys, cas,
     async routes(app) {
       await oidcProviderRoutes(app, { provider });
-      await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin }));
-      await app.register(async (scope) => casRoutes(scope, { cas, provider, directory }));
+      await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin, addressThrottle }));
+      await app.register(async (scope) => casRoutes(scope, { cas, provider, directory, storage }));
       await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider }));
       const [csrfKey] = await cookieKeys(store);
       await app.register(async (scope) => accountRoutes(scope, { provider, storage, directory, issuer, csrfKey }));

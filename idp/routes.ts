@@ -16,6 +16,7 @@ import type { OidcStorage } from './adapter.ts';
 import type { Actor, Directory, UserRecord } from './directory.ts';
 import { loginPage, pickLang, t, totpPage, type Lang } from './pages.ts';
 import { ACR, type OidcProvider } from './provider.ts';
+import type { AddressThrottle } from './address-throttle.ts';
 import { endSessions, sessionsOf } from './sessions.ts';
 
 export interface IdpRouteOptions {
@@ -24,6 +25,8 @@ export interface IdpRouteOptions {
   storage: OidcStorage;
   /** Present when certificate login is configured (see certificate-login.ts). */
   certificateLogin?: (request: FastifyRequest) => Promise<UserRecord>;
+  /** Per-address slowdown on top of the per-account throttle, kept in the store (address-throttle.ts). */
+  addressThrottle: AddressThrottle;
 }
 
 const PROVIDER_PATHS = ['/.well-known/openid-configuration', '/auth', '/auth/*', '/token', '/token/*', '/me', '/jwks', '/session/end', '/session/end/*'];
@@ -68,9 +71,6 @@ interface Pending {
 export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions): Promise<void> {
   const { provider, directory } = o;
   const pendingTotp = new Map<string, Pending>();
-  // Per-address slowdown on top of the per-account throttle: a guesser waits longer and longer, a
-  // victim is never locked out for long (the per-account throttle is capped).
-  const failuresByAddress = new Map<string, { count: number; since: number }>();
 
   acceptForms(app);
   const html = sendPage;
@@ -101,19 +101,9 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
     return finish(req, reply, { error: 'access_denied', error_description: 'this application requires a second factor (TOTP) and none is enrolled for this user: ask the administrator to enroll one' });
   };
 
-  const slowDown = async (address: string) => {
-    const now = Date.now();
-    const f = failuresByAddress.get(address);
-    if (!f || now - f.since > 15 * 60_000) return;
-    if (f.count > 5) await new Promise((r) => setTimeout(r, Math.min(3000, (f.count - 5) * 250)));
-  };
-  const noteFailure = (address: string) => {
-    const now = Date.now();
-    const f = failuresByAddress.get(address);
-    if (!f || now - f.since > 15 * 60_000) failuresByAddress.set(address, { count: 1, since: now });
-    else f.count++;
-    if (failuresByAddress.size > 100_000) failuresByAddress.clear();
-  };
+  // A guesser waits longer and longer; a victim is never locked out for long (the per-account throttle is capped).
+  const slowDown = (address: string) => o.addressThrottle.wait(address);
+  const noteFailure = (address: string) => o.addressThrottle.noteFailure(address);
 
   app.get<{ Params: { uid: string } }>('/idp/interaction/:uid', { schema: { hide: true } }, async (req, reply) => {
     const d = await details(req, reply);
@@ -157,7 +147,7 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
     try {
       user = await directory.authenticate(loginName, String(req.body?.password ?? ''), { requestId: req.id, clientId });
     } catch (e) {
-      noteFailure(req.ip);
+      await noteFailure(req.ip);
       if (e instanceof YinxinError && e.code === 'invalid-credentials') {
         return html(reply, loginPage({ lang, action: `/idp/interaction/${d.uid}/login?lang=${lang}`, appName: app?.name, login: loginName, error: t(lang, 'badCredentials') }));
       }
@@ -181,7 +171,7 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
       throw new YinxinError('bad-request', 'sign in with your password first');
     }
     if (!(await directory.spendTotp(user, String(req.body?.code ?? '')))) {
-      noteFailure(req.ip);
+      await noteFailure(req.ip);
       await directory.auditEvent({ actor: `user:${user.id}`, action: 'idp.login', object: `user:${user.id}`, outcome: 'failure', requestId: req.id, details: { reason: 'wrong-totp' } });
       return html(reply, totpPage({ lang, action: `/idp/interaction/${d.uid}/totp?lang=${lang}`, error: t(lang, 'badTotp') }));
     }
