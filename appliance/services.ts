@@ -86,6 +86,7 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
     store, keys, audit, clock, logger,
     config: { issuer: config.httpsUrl, proxy: config.trustProxy },
     authorities: authority,
+    roleCertificates: { attributes, certificates: authority },
   });
   const seals = new SealRegistry({
     store, keys, audit, clock, ca: authority, timeStamper: (query) => tsa.respond(query), issuingCa: ISSUING_CA,

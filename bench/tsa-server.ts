@@ -36,6 +36,7 @@ const QUERY_TYPE = 'application/timestamp-query';
   const logger = pino({ level: process.env.TSA_BENCH_LOG_LEVEL ?? 'warn' });
   const metrics = new MetricsRegistry();
   let plugin;
+  let authorityRef: import('../tsa/index.ts').TimeStampAuthority | undefined;
   let audit: ReturnType<typeof createAuditLog> | undefined;
   if (mode === 'bare') {
     const fixed = Buffer.alloc(500, 0x41);
@@ -57,12 +58,17 @@ const QUERY_TYPE = 'application/timestamp-query';
       onSystemFailure: (e) => logger.error({ err: e }, 'systemFailure'),
     });
     tsaMetrics(metrics, authority);
+    authorityRef = authority;
     plugin = async (app: import('fastify').FastifyInstance) => { await app.register(tsaRoutes, { authority }); };
   }
   const app = await buildPublicApp({ logger, metrics, bodyLimit: 1024 * 1024, trustProxy: false, health: [], plugins: [plugin] });
   await app.listen({ host: '127.0.0.1', port: 0 });
   process.stdout.write(`READY ${(app.server.address() as { port: number }).port}\n`);
   process.on('SIGTERM', async () => {
+    if (authorityRef) {
+      const { recorded, commits } = authorityRef.stats().ledger;
+      process.stderr.write(`ledger: ${recorded} records in ${commits} store transactions\n`);
+    }
     await app.close();
     await (audit as { close?: () => Promise<void> | void } | undefined)?.close?.();
     await store.close();

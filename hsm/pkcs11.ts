@@ -307,7 +307,9 @@ class SignDispatcher {
     const jobs: SignJob[] = batch.map((p) => {
       const id = this.#nextId++;
       thread.inFlight.set(id, p);
-      return { id, key: p.key, mechanism: p.how.mechanism, prehash: p.how.prehash, data: p.data, ecdsa: p.how.ecdsa };
+      // Copies of exactly their own bytes: a Buffer from Node's pool is a view of an 8 KiB slab,
+      // and structured cloning a view clones its whole ArrayBuffer.
+      return { id, key: new Uint8Array(p.key), mechanism: p.how.mechanism, prehash: p.how.prehash, data: new Uint8Array(p.data), ecdsa: p.how.ecdsa };
     });
     this.#inWorkers += jobs.length;
     thread.worker.ref();

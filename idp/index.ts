@@ -14,6 +14,8 @@ import { Directory, type LockoutPolicy } from './directory.ts';
 import { buildProvider, clientMetadata, cookieKeys, DEFAULT_TTLS, type OidcProvider, type ProviderTtls } from './provider.ts';
 import { idpAdminRoutes, interactionRoutes, oidcProviderRoutes } from './routes.ts';
 import { accountRoutes } from './account.ts';
+import { RoleCertificates, type AttributeCertificateRequests, type HolderCertificates } from './role-certificates.ts';
+import { roleCertificateRoutes } from './role-certificate-routes.ts';
 import { SigningKeys } from './signing-keys.ts';
 import { SecretBox } from './secret-box.ts';
 import { AddressThrottle } from './address-throttle.ts';
@@ -53,6 +55,11 @@ export interface IdentityProviderOptions {
    * server must then request client certificates (requestCert: true, rejectUnauthorized: false).
    */
   authorities?: CertificateAuthorities;
+  /**
+   * The attribute authority and the CA (services.attributes, services.authority): enables exporting a
+   * user's roles as an attribute certificate request (role-certificates.ts).
+   */
+  roleCertificates?: { attributes: AttributeCertificateRequests<unknown>; certificates: HolderCertificates };
   /** Revocation status source for certificate login (default: the CA's certificate records). */
   revocationStatus?: CertificateLoginOptions['revocationStatus'];
   /** Fetch for back-channel logout and CAS single logout (tests pass one trusting their CA). */
@@ -116,6 +123,10 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
       await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider }));
       const [csrfKey] = await cookieKeys(store);
       await app.register(async (scope) => accountRoutes(scope, { provider, storage, directory, issuer, csrfKey }));
+      if (o.roleCertificates) {
+        const roleCertificates = new RoleCertificates({ directory, clock, ...o.roleCertificates });
+        await app.register(async (scope) => roleCertificateRoutes(scope, { roleCertificates }));
+      }
     },
     async stop() {
       clearInterval(sweep);

@@ -22,7 +22,7 @@ import { SoftwareKeyStore } from '../hsm/software.ts';
 import type { KeyStore } from '../hsm/signer.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import type { Store } from '../store/store.ts';
-import { openIdentityProvider, type IdentityProvider } from './index.ts';
+import { openIdentityProvider, type IdentityProvider, type IdentityProviderOptions } from './index.ts';
 import type { CertificateAuthorities } from './certificate-login.ts';
 
 /** A self-signed P-256 certificate for 127.0.0.1 and localhost, made by openssl. */
@@ -59,6 +59,8 @@ export async function startTestIdp(o: {
   clock?: Clock; ttl?: Parameters<typeof openIdentityProvider>[0]['config']['ttl'];
   /** Enables certificate login: the CA core (built on the returned store by `authorities(store, keys, audit)`). */
   authorities?: (store: Store, keys: KeyStore, audit: TableAuditLog) => Promise<CertificateAuthorities>;
+  /** Enables exporting roles as attribute certificates: the CA and AA cores (after `authorities`). */
+  roleCertificates?: (store: Store, keys: KeyStore, audit: TableAuditLog) => Promise<IdentityProviderOptions['roleCertificates']>;
   tls?: { key: string; cert: string };
   /** Argon2 parameters for users' passwords (tests default to cheap ones; the benchmark passes Keycloak's). */
   argon2?: { memoryKiB: number; passes: number; parallelism: number };
@@ -82,6 +84,7 @@ export async function startTestIdp(o: {
   const issuer = `https://127.0.0.1:${probe}`;
   const idp = await openIdentityProvider({
     store, keys, audit, clock, logger, fetch: fetch as never, authorities: o.authorities ? await o.authorities(store, keys, audit) : undefined,
+    roleCertificates: o.roleCertificates ? await o.roleCertificates(store, keys, audit) : undefined,
     config: { issuer, ttl: o.ttl, argon2: o.argon2 ?? { memoryKiB: 1024, passes: 1, parallelism: 1 }, lockout: { threshold: 3, baseSeconds: 1, maxSeconds: 2 } },
   });
   const app = await buildSecureApp({

@@ -2,10 +2,13 @@
  * The record of every issued token (tsa.tokens: serial -> time, imprint, policy), so an auditor can
  * prove which tokens exist. A token is returned only after its record is durable.
  *
- * Group commit: records that arrive while a commit is in flight wait and are written together in
- * the next transaction, so a burst of N concurrent requests costs about two fsyncs, not N. The
- * same transaction checks each serial is new (compare-and-swap in the serialized write
- * transaction) and moves the genTime high-water mark the time guard reads at start-up.
+ * Group commit: the records of one event-loop task (a worker's batch of signatures resolves many
+ * at once) go into one store transaction, submitted at once even while earlier ones are still
+ * being committed: the store queues them behind the commit in flight and writes everything
+ * queued meanwhile in its next LMDB transaction, so a burst of N concurrent requests costs a few
+ * fsyncs, not N, and no record waits for a commit it is not part of. Each transaction checks its
+ * serials are new (compare-and-swap in the serialized write transaction) and moves the genTime
+ * high-water mark the time guard reads at start-up.
  *
  * The audit trail gets one record per commit, not per token: it lists the batch's serials and a
  * SHA-256 over their records (recordsDigest), so the hash chain vouches for every row of
@@ -48,7 +51,9 @@ export class TokenLedger {
   readonly #meta: Table<string>;
   readonly #audit: AuditLog | undefined;
   #pending: Pending[] = [];
-  #flushing = false;
+  #scheduled = false;
+  /** Records handed to a transaction that has not committed yet. */
+  #inFlight = 0;
   #commits = 0;
   #recorded = 0;
 
@@ -76,14 +81,18 @@ export class TokenLedger {
   record(serialHex: string, record: TokenRecord, genTime: Date): Promise<boolean> {
     return new Promise((resolve, reject) => {
       this.#pending.push({ serial: serialHex, record, genTime: genTime.getTime(), resolve, reject });
-      if (!this.#flushing) this.#flush();
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        queueMicrotask(() => this.#flush());
+      }
     });
   }
 
   #flush(): void {
     const batch = this.#pending;
     this.#pending = [];
-    this.#flushing = true;
+    this.#scheduled = false;
+    this.#inFlight += batch.length;
     this.#store
       .transaction((tx) => {
         const written: boolean[] = [];
@@ -127,13 +136,12 @@ export class TokenLedger {
         (e: unknown) => batch.forEach((p) => p.reject(e)),
       )
       .finally(() => {
-        this.#flushing = false;
-        if (this.#pending.length) this.#flush();
+        this.#inFlight -= batch.length;
       });
   }
 
   stats(): { recorded: number; commits: number; waiting: number } {
-    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.length };
+    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.length + this.#inFlight };
   }
 }
 
