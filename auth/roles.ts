@@ -32,6 +32,8 @@ export const PERMISSIONS = {
   'tsa:read': ['ca-admin', 'auditor'],
   'idp:read': ['idp-admin', 'auditor'],
   'idp:manage': ['idp-admin'],
+  /** Rotating the IdP's token-signing key (every relying party re-fetches the JWKS). */
+  'idp:keys': ['idp-admin'],
   /** Asking the attribute authority for an AC of a user's roles (an ra-officer approves it). */
   'idp:attribute-certificates': ['idp-admin'],
   'seals:read': ['seal-admin', 'ra-officer', 'auditor'],

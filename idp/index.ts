@@ -17,6 +17,7 @@ import { accountRoutes } from './account.ts';
 import { RoleCertificates, type AttributeCertificateRequests, type HolderCertificates } from './role-certificates.ts';
 import { roleCertificateRoutes } from './role-certificate-routes.ts';
 import { SigningKeys } from './signing-keys.ts';
+import { signingKeyRoutes } from './signing-key-routes.ts';
 import { SecretBox } from './secret-box.ts';
 import { AddressThrottle } from './address-throttle.ts';
 import { CertificateLogin, type CertificateAuthorities, type CertificateLoginOptions } from './certificate-login.ts';
@@ -88,6 +89,7 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
   const ttl = { ...DEFAULT_TTLS, ...config.ttl };
   const signingKeys = new SigningKeys({ keys, store, audit, clock, overlapSeconds: Math.max(ttl.idToken, ttl.accessToken) + 300 });
   const provider = await buildProvider({ issuer, store, clock, directory, storage, signingKeys: await signingKeys.load(), ttl, proxy: config.proxy, fetch: o.fetch });
+  signingKeys.attach(provider);
   const addressThrottle = new AddressThrottle({ store, clock });
   const certificateLogin = o.authorities ? new CertificateLogin({ authorities: o.authorities, directory, clock, revocationStatus: o.revocationStatus }).handler() : undefined;
   const sessionAlive = (uid: string) => {
@@ -121,6 +123,7 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
       await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin, addressThrottle }));
       await app.register(async (scope) => casRoutes(scope, { cas, provider, directory, storage }));
       await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider }));
+      await app.register(async (scope) => signingKeyRoutes(scope, { signingKeys }));
       const [csrfKey] = await cookieKeys(store);
       await app.register(async (scope) => accountRoutes(scope, { provider, storage, directory, issuer, csrfKey }));
       if (o.roleCertificates) {

@@ -8,3 +8,9 @@ declare module 'oidc-provider' {
   export const errors: Any;
   export const interactionPolicy: Any;
 }
+
+/** oidc-provider's own keystore initialisation (what its constructor runs on `jwks`); see signing-keys.ts. */
+declare module 'oidc-provider/lib/helpers/initialize_keystore.js' {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  export default function initializeKeyStore(this: any, jwks: { keys: unknown[] }): void;
+}
