@@ -18,6 +18,7 @@ import { YinxinError } from '../common/errors.ts';
 import { SEAL_FONT, sealAppearanceStream } from './appearance.ts';
 import { writeIncrement, type NewObject } from './increment.ts';
 import { pngToPdfImage } from './png.ts';
+import { findText, type TextBox } from './text.ts';
 import { appendDss, certificatesOfSignature, collectValidationData, type ValidationDataSource } from './ltv.ts';
 import { buildSignedData, digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
 import { PdfDict, PdfDocument, PdfName, PdfRef, PdfStream, PdfString, serialize, textString, type PdfObject } from './pdf.ts';
@@ -30,6 +31,12 @@ export interface SealPlacement {
   y?: number;
   /** Side of the square seal in points (default 120, about 42 mm). */
   size?: number;
+  /**
+   * Beside text instead of at x, y: the seal's left edge at the end of the text's first occurrence
+   * (on `page` if given, else the first page that has it), centred on its line, moved by `offset`
+   * points and kept inside the page (text.ts says which fonts can be searched).
+   */
+  anchor?: { text: string; offset?: { x?: number; y?: number } };
 }
 
 export type SealImage =
@@ -122,16 +129,32 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
   if (level === 'B-LT' && !input.validationData) throw new YinxinError('config-invalid', 'B-LT sealing needs a source of OCSP responses and CRLs');
   const doc = PdfDocument.parse(pdf);
   const pageCount = doc.pageCount();
-  const pageNo = input.placement?.page ?? pageCount;
+  const anchor = input.placement?.anchor;
+  const size = input.placement?.size ?? 120;
+  if (!(size >= 20 && size <= 600)) throw new YinxinError('validation-failed', 'the seal size must be 20..600 points', { field: 'size' });
+  let found: TextBox | undefined;
+  if (anchor !== undefined) {
+    if (typeof anchor?.text !== 'string' || anchor.text.trim() === '' || anchor.text.length > 200) throw new YinxinError('validation-failed', 'anchor.text must be 1..200 characters', { field: 'anchor' });
+    if (input.placement?.x !== undefined || input.placement?.y !== undefined) throw new YinxinError('validation-failed', 'give either x and y or an anchor, not both', { field: 'anchor' });
+    found = findText(doc, anchor.text, input.placement?.page);
+    if (!found) {
+      throw new YinxinError('validation-failed', `the anchor text "${anchor.text}" was not found${input.placement?.page ? ` on page ${input.placement.page}` : ''} (text in CID fonts without /ToUnicode, Type3 fonts, paths or images cannot be searched)`, { field: 'anchor', reason: 'anchor-not-found' });
+    }
+  }
+  const pageNo = found?.page ?? input.placement?.page ?? pageCount;
   if (!Number.isInteger(pageNo) || pageNo < 1 || pageNo > pageCount) {
     throw new YinxinError('validation-failed', `page ${pageNo} does not exist (the document has ${pageCount})`, { field: 'page', pages: pageCount });
   }
   const page = doc.page(pageNo);
   const [bx0, by0, bx1, by1] = page.mediaBox;
-  const size = input.placement?.size ?? 120;
-  if (!(size >= 20 && size <= 600)) throw new YinxinError('validation-failed', 'the seal size must be 20..600 points', { field: 'size' });
-  const x = input.placement?.x ?? Math.max(bx0, bx1 - size - 72);
-  const y = input.placement?.y ?? Math.max(by0, by0 + 72);
+  let x = input.placement?.x ?? Math.max(bx0, bx1 - size - 72);
+  let y = input.placement?.y ?? Math.max(by0, by0 + 72);
+  if (found) {
+    const dx = Number(anchor?.offset?.x ?? 0);
+    const dy = Number(anchor?.offset?.y ?? 0);
+    x = Math.min(Math.max(found.x1 + dx, bx0), bx1 - size);
+    y = Math.min(Math.max((found.y0 + found.y1) / 2 - size / 2 + dy, by0), by1 - size);
+  }
   if (!Number.isFinite(x) || !Number.isFinite(y) || x < bx0 || y < by0 || x + size > bx1 || y + size > by1) {
     throw new YinxinError('validation-failed', `the seal (${x},${y} size ${size}) does not fit on page ${pageNo} (${page.mediaBox.join(' ')})`, { field: 'placement' });
   }
