@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { AttributeAuthority } from '../ca/attribute-authority.ts';
 import { buildPkcs12 } from '../ca/pkcs12.ts';
-import { ensureOcspSigners, loadOcspSigners, OcspResponder } from '../ocsp/index.ts';
+import { ensureOcspSigners, loadOcspSigners, OcspResponder, prewarmInBackground } from '../ocsp/index.ts';
 import { CertificateAuthority, CrlPublisher, readSubjectPublicKey, RegistrationAuthority, type Subject } from '../ca/index.ts';
 import type { Signer } from '../hsm/signer.ts';
 import type { Table } from '../store/store.ts';
@@ -65,6 +65,7 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
     onError: (e, what) => logger.error({ err: e, what }, 'OCSP background work failed; it is retried'),
   });
   ocsp.start();
+  void prewarmInBackground(ocsp, logger);
 
   const serviceCerts = store.table<ServiceCertificateRef>('appliance.service-certificates');
   const tsaSigner = await ensureKeyPair(keys, TSA_KEY_LABEL, logger);

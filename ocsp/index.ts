@@ -1,5 +1,5 @@
 /** The OCSP responder (RFC 6960 / RFC 5019) for public-key and attribute certificates: what the rest of yinxin may use. */
-export { OcspResponder, RESPONDER_TABLES, type OcspAnswer, type OcspResponderDeps, type OcspResponderOptions, type OcspResponderStats, type StatusRecord } from './responder.ts';
+export { OcspResponder, prewarmInBackground, RESPONDER_TABLES, type OcspAnswer, type OcspResponderDeps, type OcspResponderOptions, type OcspResponderStats, type StatusRecord } from './responder.ts';
 export { ocspRoutes, decodeGetRequest, OCSP_REQUEST, OCSP_RESPONSE, type OcspRoutesOptions } from './routes.ts';
 export { ensureOcspSigners, loadOcspSigners, ocspKeyLabel, OCSP_SIGNERS_TABLE, type EnsureOcspSignersInput, type OcspSignerRecord } from './signers.ts';
 export { startStandaloneResponder, type StandaloneResponder, type StandaloneResponderOptions } from './standalone.ts';

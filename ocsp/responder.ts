@@ -97,6 +97,8 @@ interface Issuer {
   kind: 'ca' | 'aa';
   /** issuerNameHash per hash OID, hex. */
   nameHashes: Map<string, string>;
+  /** issuerKeyHash per hash OID, hex. */
+  keyHashes: Map<string, string>;
   writer: ResponseWriter;
   records: Table<StatusRecord>;
   changes: Table<string>;
@@ -163,6 +165,8 @@ export class OcspResponder {
   readonly #generation = new Map<string, number>();
   readonly #inFlight = new Map<string, { generation: number; promise: Promise<CachedResponse | OcspAnswer> }>();
   #pollTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #prewarming: Promise<number> | undefined;
   #refreshTimer: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> | undefined;
   #stats: OcspResponderStats = {
@@ -201,9 +205,10 @@ export class OcspResponder {
       if (!identity) return;
       const { publicKeyBits } = certificateParts(record.certificate);
       const nameHashes = new Map<string, string>();
+      const keyHashes = new Map<string, string>();
       const changes = this.#store.table<string>(kind === 'ca' ? RESPONDER_TABLES.statusChanges : RESPONDER_TABLES.attributeStatusChanges);
       const issuer: Issuer = {
-        name: record.name, kind, nameHashes,
+        name: record.name, kind, nameHashes, keyHashes,
         writer: new ResponseWriter(identity),
         records: this.#store.table<StatusRecord>(kind === 'ca' ? RESPONDER_TABLES.certificates : RESPONDER_TABLES.attributeCertificates),
         changes,
@@ -212,7 +217,8 @@ export class OcspResponder {
       };
       for (const [oid, hash] of Object.entries(CERT_ID_HASHES)) {
         nameHashes.set(oid, createHash(hash.name).update(record.nameDer).digest('hex'));
-        byKey.set(`${oid} ${createHash(hash.name).update(publicKeyBits).digest('hex')}`, issuer);
+        keyHashes.set(oid, createHash(hash.name).update(publicKeyBits).digest('hex'));
+        byKey.set(`${oid} ${keyHashes.get(oid)}`, issuer);
       }
       list.push(issuer);
     };
@@ -245,6 +251,7 @@ export class OcspResponder {
   /** Starts the status-change polling and the refresher. */
   start(): void {
     if (this.#pollTimer) return;
+    this.#stopped = false;
     this.#pollTimer = setInterval(() => {
       try { this.pollStatusChanges(); } catch (e) { this.#onError(e, 'status-change polling'); }
     }, this.#pollMs);
@@ -255,6 +262,8 @@ export class OcspResponder {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#prewarming;
     if (this.#pollTimer) clearInterval(this.#pollTimer);
     if (this.#refreshTimer) clearInterval(this.#refreshTimer);
     this.#pollTimer = undefined;
@@ -479,6 +488,45 @@ export class OcspResponder {
   }
 
   /**
+   * Signs ahead of the first request the response for every certificate in the store (revoked ones
+   * too), for SHA-1 CertIDs with NULL parameters: the RFC 5019 s2.1.1 form, and what openssl and
+   * most clients send (other CertID forms are signed on first request). Works in slices of
+   * `batch` signatures, yielding to the event loop between them so live traffic is served
+   * meanwhile, and stops at maxCacheEntries. Reports progress after each slice.
+   */
+  prewarm(o: { batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<number> {
+    this.#prewarming ??= this.#prewarm(o).finally(() => { this.#prewarming = undefined; });
+    return this.#prewarming;
+  }
+
+  async #prewarm(o: { batch?: number; onProgress?: (done: number, total: number) => void }): Promise<number> {
+    const batch = o.batch ?? 256;
+    const total = Math.min(this.#maxEntries, this.#issuers.reduce((n, i) => n + i.records.count({ start: [i.name, ''], end: [i.name, MAX] }), 0));
+    let done = 0;
+    let slice: Array<Promise<unknown>> = [];
+    const flush = async () => {
+      await Promise.allSettled(slice);
+      done += slice.length;
+      slice = [];
+      o.onProgress?.(done, total);
+      await new Promise((r) => setImmediate(r));
+    };
+    issuers: for (const issuer of [...this.#issuers]) {
+      const prefix = sha1CertIdPrefix(issuer);
+      for (const { key } of issuer.records.range({ start: [issuer.name, ''], end: [issuer.name, MAX] })) {
+        if (done + slice.length >= total || this.#stopped) break issuers;
+        const serial = (key as string[])[1];
+        const der = certIdDer(prefix, serial);
+        const id: RequestedCertId = { der, hashOid: SHA1_OID, issuerNameHash: new Uint8Array(0), issuerKeyHash: new Uint8Array(0), serial };
+        slice.push(this.#cachedResponse(issuer, id).catch((e) => this.#onError(e, 'pre-signing a response')));
+        if (slice.length >= batch) await flush();
+      }
+    }
+    if (slice.length) await flush();
+    return done;
+  }
+
+  /**
    * RFC 6960 s4.1.2: when signed requests are required, the signature over tbsRequest must verify
    * with the first certificate it carries, and that certificate must come from one of our CAs.
    */
@@ -516,4 +564,42 @@ export class OcspResponder {
     }
     if (!ok) throw new YinxinError('bad-signature', 'the request signature does not verify');
   }
+}
+
+const SHA1_OID = '1.3.14.3.2.26';
+
+/** hashAlgorithm (SHA-1, NULL parameters), issuerNameHash and issuerKeyHash of a CertID: everything but the serial. */
+function sha1CertIdPrefix(issuer: Issuer): Uint8Array {
+  return Buffer.concat([
+    Buffer.from('300906052b0e03021a0500', 'hex'),
+    Buffer.from([0x04, 20]), Buffer.from(issuer.nameHashes.get(SHA1_OID)!, 'hex'),
+    Buffer.from([0x04, 20]), Buffer.from(issuer.keyHashes.get(SHA1_OID)!, 'hex'),
+  ]);
+}
+
+/** CertID DER (RFC 6960 s4.1.1) from its prefix and the serial's content octets (hex, as the CA stores them). */
+function certIdDer(prefix: Uint8Array, serialHex: string): Uint8Array {
+  const serial = Buffer.from(serialHex, 'hex');
+  const content = Buffer.concat([prefix, Buffer.from([0x02, serial.length]), serial]);
+  // prefix (55 octets) + serial (at most 2 + 32): always under 128, so the short length form.
+  return new Uint8Array(Buffer.concat([Buffer.from([0x30, content.length]), content]));
+}
+
+/**
+ * Runs prewarm() in the background with progress in the log: a line at most every 5 seconds and
+ * one at the end, with the count and the time it took.
+ */
+export function prewarmInBackground(responder: OcspResponder, log: { info: (o: object, msg: string) => void; error: (o: object, msg: string) => void }): Promise<number> {
+  const started = Date.now();
+  let lastReport = started;
+  return responder.prewarm({
+    onProgress: (done, total) => {
+      if (done < total && Date.now() - lastReport < 5000) return;
+      lastReport = Date.now();
+      log.info({ done, total }, done < total ? `OCSP: pre-signing responses, ${done} of ${total}` : `OCSP: ${total} responses pre-signed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    },
+  }).catch((e: unknown) => {
+    log.error({ err: e }, 'OCSP: pre-signing responses failed; they are signed on first request instead');
+    return 0;
+  });
 }

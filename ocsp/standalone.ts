@@ -12,7 +12,7 @@ import { systemClock, type Clock } from '../common/clock.ts';
 import type { KeyStore } from '../hsm/signer.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import type { Store } from '../store/store.ts';
-import { OcspResponder, type OcspResponderOptions } from './responder.ts';
+import { OcspResponder, prewarmInBackground, type OcspResponderOptions } from './responder.ts';
 import { ocspRoutes } from './routes.ts';
 import { loadOcspSigners } from './signers.ts';
 
@@ -65,6 +65,7 @@ export async function startStandaloneResponder(o: StandaloneResponderOptions): P
     const r = responder;
     if (r.issuers.length === 0) log.warn('no CA with an OCSP signer in the store yet: every request will be unauthorized until the appliance has started once');
     r.start();
+    void prewarmInBackground(r, log);
     reload = setInterval(() => {
       loadOcspSigners(store, k).then((s) => r.setSigners(s), (e) => log.error({ err: e }, 'ocsp: reloading the signers failed'));
     }, o.reloadEveryMs ?? 60_000);
