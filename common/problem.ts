@@ -19,6 +19,21 @@ export interface Problem {
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
+/** JSON Schema of a Problem, for OpenAPI documents (routes' `response` entries). */
+export const problemSchema = {
+  type: 'object',
+  required: ['type', 'title', 'status', 'detail', 'code'],
+  properties: {
+    type: { type: 'string', description: 'urn:yinxin:error:<code>' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    code: { type: 'string', description: 'stable error code (docs/errors.md)' },
+    instance: { type: 'string', description: 'urn:yinxin:request:<request id>' },
+    details: { type: 'object', additionalProperties: true },
+  },
+} as const;
+
 export function problemType(code: ErrorCode): string {
   return `urn:yinxin:error:${code}`;
 }

@@ -6,7 +6,6 @@
  * files. Broken PNGs (bad CRC, truncated, interlaced, 16-bit, palette index beyond the palette,
  * wrong data size) are refused with a clear 'validation-failed'.
  */
-import { crc32, deflateSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -14,59 +13,11 @@ import { isYinxinError } from '../common/errors.ts';
 import { sealPdf } from './pades.ts';
 import { pngInfo } from './png.ts';
 import { makeSealPki, run } from './test-support.ts';
-import { simplePdf } from './testing-pdfs.ts';
+import { encodePng, simplePdf } from './testing-pdfs.ts';
 
 const pki = await makeSealPki();
 t.teardown(() => pki.cleanup());
 const office = await pki.credential('seal/office', '福州市人民政府办公厅', '公章');
-
-function chunk(type: string, data: Uint8Array): Buffer {
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), Buffer.from(data)]);
-  const out = Buffer.alloc(body.length + 8);
-  out.writeUInt32BE(data.length, 0);
-  body.copy(out, 4);
-  out.writeUInt32BE(crc32(body), body.length + 4);
-  return out;
-}
-
-/** Forward PNG filters (PNG s9.2), the row's filter type chosen by its index so every type occurs. */
-function filterRows(pixels: Uint8Array, width: number, height: number, bpp: number): Buffer {
-  const stride = width * bpp;
-  const out = Buffer.alloc(height * (stride + 1));
-  for (let r = 0; r < height; r++) {
-    const type = r % 5;
-    out[r * (stride + 1)] = type;
-    for (let i = 0; i < stride; i++) {
-      const x = pixels[r * stride + i];
-      const a = i >= bpp ? pixels[r * stride + i - bpp] : 0;
-      const b = r > 0 ? pixels[(r - 1) * stride + i] : 0;
-      const c = i >= bpp && r > 0 ? pixels[(r - 1) * stride + i - bpp] : 0;
-      const p = a + b - c;
-      const [pa, pb, pc] = [Math.abs(p - a), Math.abs(p - b), Math.abs(p - c)];
-      const predictor = [0, a, b, (a + b) >> 1, pa <= pb && pa <= pc ? a : pb <= pc ? b : c][type];
-      out[r * (stride + 1) + 1 + i] = (x - predictor) & 0xff;
-    }
-  }
-  return out;
-}
-
-interface PngOptions { depth?: number; interlace?: number; palette?: number[][]; transparency?: number[]; dataRows?: number }
-
-function encodePng(width: number, height: number, colorType: number, pixels: Uint8Array, o: PngOptions = {}): Uint8Array {
-  const bpp = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colorType]!;
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([o.depth ?? 8, colorType, 0, 0, o.interlace ?? 0], 8);
-  const parts = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr)];
-  if (o.palette) parts.push(chunk('PLTE', new Uint8Array(o.palette.flat())));
-  if (o.transparency) parts.push(chunk('tRNS', new Uint8Array(o.transparency)));
-  parts.push(chunk('tEXt', Buffer.from('Comment\0yinxin test')));
-  const data = deflateSync(filterRows(pixels, width, o.dataRows ?? height, bpp));
-  // Two IDAT chunks: the data is one zlib stream across them.
-  parts.push(chunk('IDAT', data.subarray(0, 10)), chunk('IDAT', data.subarray(10)), chunk('IEND', new Uint8Array(0)));
-  return new Uint8Array(Buffer.concat(parts));
-}
 
 const N = 64;
 /** A red disc: inside[i] for each pixel, row-major from the top. */

@@ -1,7 +1,8 @@
 /**
  * The seal API through fastify (inject): role checks per route, the two-person approval, sealing
- * a raw PDF body (checked by pdfsig), a .p7s (checked by openssl), oversize and wrong media
- * types refused, and the public verification endpoint.
+ * a raw PDF body (checked by pdfsig), at B-LT and beside an anchor text, a .p7s (checked by
+ * openssl), a PNG seal image, oversize and wrong media types refused, the public verification
+ * endpoint, and the OpenAPI entries of the raw-body routes.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
@@ -14,11 +15,11 @@ import { YinxinError } from '../common/errors.ts';
 import { SealRegistry } from './registry.ts';
 import { sealApiRoutes, sealPublicRoutes } from './routes.ts';
 import { CREDIT_CODE, makeSealPki, run } from './test-support.ts';
-import { simplePdf } from './testing-pdfs.ts';
+import { encodePng, simplePdf } from './testing-pdfs.ts';
 import { caStatusLookup } from './verify.ts';
 
 const pki = await makeSealPki();
-const registry = new SealRegistry({ store: pki.store, keys: pki.keys, audit: pki.audit, clock: pki.clock, ca: pki.ca, timeStamper: pki.timeStamper });
+const registry = new SealRegistry({ store: pki.store, keys: pki.keys, audit: pki.audit, clock: pki.clock, ca: pki.ca, timeStamper: pki.timeStamper, validationData: pki.validationData });
 const verifyOptions = { trustAnchors: [pki.root], statusOf: caStatusLookup(pki.ca) };
 const principals: Record<string, Principal> = {};
 function who(username: string, roles: Role[], kind: Principal['kind'] = 'operator', tokenId = `s-${username}`): string {
@@ -89,4 +90,51 @@ t.test('registry over the API, sealing and verifying', async (t) => {
   const refused = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf`, Buffer.from(simplePdf()), 'application/pdf');
   t.equal(refused.statusCode, 409);
   t.ok(https.apiRoutes.filter((r) => r.url.startsWith('/api/v1/seals')).every((r) => r.permission), 'every route declares a permission');
+});
+
+t.test('B-LT, anchors, PNG images and bad query parameters over the API', async (t) => {
+  const png = Buffer.from(encodePng(2, 2, 6, new Uint8Array([215, 20, 20, 255, 215, 20, 20, 0, 215, 20, 20, 0, 215, 20, 20, 255])));
+  const created = await api(admin1, 'POST', '/api/v1/seals', { organization: '福州市财政局', creditCode: CREDIT_CODE, name: '财务专用章', kind: 'finance', users: ['clerk'], imagePng: png.toString('base64') });
+  t.equal(created.statusCode, 201, created.body);
+  t.equal(created.json().hasImage, true);
+  const id = created.json().id as string;
+  t.equal((await api(admin2, 'POST', `/api/v1/seals/${id}/approve`)).json().state, 'active');
+  const broken = Buffer.from(png);
+  broken[20] ^= 1;
+  const refused = await api(admin1, 'POST', '/api/v1/seals', { organization: '福州市财政局', creditCode: CREDIT_CODE, name: '章', kind: 'finance', imagePng: broken.toString('base64') });
+  t.equal(refused.statusCode, 422, refused.body);
+  t.equal(refused.json().details?.reason, 'png-invalid');
+
+  const lt = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf?level=B-LT&anchor=${encodeURIComponent('Official document')}&size=60&anchorX=5`, Buffer.from(simplePdf()), 'application/pdf');
+  t.equal(lt.statusCode, 200, lt.body.slice(0, 300));
+  t.match(run('pdfsig', [pki.file('api-blt.pdf', lt.rawPayload)]).out, /Signature is Valid\./);
+  t.match(lt.rawPayload.toString('latin1'), /\/DSS \d+ 0 R/);
+  const report = await http.inject({ method: 'POST', url: '/seal/verify', payload: lt.rawPayload, headers: { 'content-type': 'application/pdf' } });
+  t.equal(report.json().signatures[0].level, 'B-LT', report.json().summary);
+
+  const notFound = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf?anchor=nowhere`, Buffer.from(simplePdf()), 'application/pdf');
+  t.equal(notFound.statusCode, 422);
+  t.equal(notFound.headers['content-type'], 'application/problem+json; charset=utf-8');
+  t.same([notFound.json().code, notFound.json().details?.reason], ['validation-failed', 'anchor-not-found']);
+  for (const query of ['level=B-LTA', 'page=0', 'size=5', 'x=abc']) {
+    const bad = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf?${query}`, Buffer.from(simplePdf()), 'application/pdf');
+    t.equal(bad.statusCode, 400, `${query}: ${bad.body}`);
+  }
+});
+
+t.test('OpenAPI: raw-body routes document their media types, query and problems', async (t) => {
+  const doc = (await https.inject({ method: 'GET', url: '/api/docs' })).json();
+  const seal = doc.paths['/api/v1/seals/{id}/pdf'].post;
+  t.same(seal.requestBody.content['application/pdf'].schema, { type: 'string', format: 'binary' });
+  t.same(seal.responses['200'].content['application/pdf'].schema, { type: 'string', format: 'binary' });
+  t.same(seal.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name).sort(),
+    ['anchor', 'anchorX', 'anchorY', 'level', 'location', 'page', 'reason', 'size', 'x', 'y']);
+  t.same(seal.parameters.find((p: { name: string }) => p.name === 'level').schema.enum, ['B-T', 'B-LT']);
+  t.match(seal.responses['422'].content['application/problem+json'].schema.required, ['type', 'title', 'status', 'detail', 'code']);
+  const file = doc.paths['/api/v1/seals/{id}/file'].post;
+  t.same(file.requestBody.content['application/octet-stream'].schema, { type: 'string', format: 'binary' });
+  t.ok(file.responses['200'].content['application/pkcs7-signature']);
+  const verify = doc.paths['/api/v1/seals/verify'].post;
+  t.same(Object.keys(verify.requestBody.content).sort(), ['application/json', 'application/pdf']);
+  t.ok(verify.responses['200'].content['application/json'].schema.properties.signatures);
 });
