@@ -56,3 +56,13 @@ t.test('a page tree that loops is malformed', async (t) => {
   t.ok(malformed(() => doc.pageCount()));
   t.ok(malformed(() => doc.page(1)));
 });
+
+t.test('regression (fuzz): a reference with a generation number beyond 65535 is malformed, not a RangeError when sealing', async (t) => {
+  const pdf = buildPdf([
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 4294967296 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>',
+  ], '/Root 1 0 R');
+  const doc = PdfDocument.parse(pdf);
+  t.ok(malformed(() => doc.page(1)));
+});

@@ -203,11 +203,14 @@ export class PdfLexer {
     if (w === 'false') return false;
     if (w === 'null') return null;
     if (/^[+-]?(\d+\.?\d*|\.\d+)$/.test(w)) {
-      // "n g R" is a reference.
+      // "n g R" is a reference (s7.3.10); generation numbers are at most 65535 (s7.5.4).
       if (/^\d+$/.test(w)) {
         const save = this.pos;
         const g = this.word();
-        if (/^\d+$/.test(g) && this.word() === 'R') return new PdfRef(Number(w), Number(g));
+        if (/^\d+$/.test(g) && this.word() === 'R') {
+          if (Number(g) > 65535 || !Number.isSafeInteger(Number(w))) throw malformed(`bad object reference "${w} ${g} R" at offset ${at}`, { offset: at });
+          return new PdfRef(Number(w), Number(g));
+        }
         this.pos = save;
       }
       return Number(w);
