@@ -257,6 +257,21 @@ t.test('AES-256-GCM secret key inside the token', async (t) => {
   await t.rejects(store.ensureSecretKey('ec-p256'), expectCode('conflict'));
 });
 
+t.test('a secret key replaced behind the store: the remembered handle is dropped, never used for the wrong key', async (t) => {
+  await store.ensureSecretKey('rotating');
+  const sealed = await store.encrypt('rotating', Buffer.from('first key'));
+  t.same(Buffer.from(await store.decrypt('rotating', sealed)), Buffer.from('first key'));
+  // Another application (pkcs11-tool) destroys the key while the store remembers its handle.
+  execFileSync('pkcs11-tool', ['--module', MODULE, '--token-label', TOKEN, '--login', '--pin', PIN, '--delete-object', '--type', 'secrkey', '--label', 'rotating'], {
+    env: { ...process.env, SOFTHSM2_CONF: prepared.confPath },
+  });
+  await t.rejects(store.encrypt('rotating', Buffer.from('x')), expectCode('key-not-found'), 'the stale handle is not used');
+  await store.ensureSecretKey('rotating');
+  const resealed = await store.encrypt('rotating', Buffer.from('second key'));
+  t.same(Buffer.from(await store.decrypt('rotating', resealed)), Buffer.from('second key'));
+  await t.rejects(store.decrypt('rotating', sealed), expectCode('bad-signature'), 'data of the destroyed key does not open with the new one');
+});
+
 t.test('health, and a closed store reports hsm-unavailable', async (t) => {
   const extra = await open({ sessionPool: 1 });
   t.same(await extra.health(), { ok: true, detail: `token "${TOKEN}" in slot ${extra.slotId}: logged in` });

@@ -480,6 +480,8 @@ class Pkcs11Store implements Pkcs11KeyStore {
     this.#dispatcher = new SignDispatcher(loaded.lib, session, { modulePath: loaded.path, slot: new Uint8Array(slot) }, threads);
   }
 
+  readonly #secretKeyHandles = new Map<string, Buffer>();
+
   #assertOpen(): void {
     if (this.#closed) throw closedError();
   }
@@ -655,12 +657,39 @@ class Pkcs11Store implements Pkcs11KeyStore {
     });
   }
 
+  /**
+   * The handle of a secret key, remembered: a C_FindObjects per use cost more than the AES-GCM
+   * operation itself (the IdP decrypts a client secret per token request). A token object's
+   * handle stays valid while the application's sessions last; encrypt/decrypt forget it and look
+   * again if the token says it is not (withSecretKey).
+   */
   #secretKey(label: string): Buffer | undefined {
-    return this.#find([{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_LABEL, value: label }])[0];
+    const known = this.#secretKeyHandles.get(label);
+    if (known) return known;
+    const found = this.#find([{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_LABEL, value: label }])[0];
+    if (found) this.#secretKeyHandles.set(label, found);
+    return found;
+  }
+
+  #withSecretKey<T>(label: string, use: (key: Buffer) => T): T {
+    const lookUp = () => {
+      const key = this.#secretKey(label);
+      if (!key) throw new YinxinError('key-not-found', `no secret key labelled "${label}" in the token "${this.tokenLabel}"`);
+      return key;
+    };
+    try {
+      return use(lookUp());
+    } catch (e) {
+      const c = ckr(e);
+      if (c !== P.CKR_KEY_HANDLE_INVALID && c !== P.CKR_OBJECT_HANDLE_INVALID) throw e;
+      this.#secretKeyHandles.delete(label);
+      return use(lookUp());
+    }
   }
 
   async ensureSecretKey(label: string): Promise<void> {
     this.#call('C_GenerateKey', label, () => {
+      this.#secretKeyHandles.delete(label); // look in the token, not in what was remembered
       if (this.#secretKey(label)) return;
       if (this.#find([{ type: P.CKA_LABEL, value: label }]).length) {
         throw new YinxinError('conflict', `the label "${label}" belongs to a key pair, not a secret key`);
@@ -687,9 +716,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
   }
 
   async encrypt(label: string, plaintext: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
-    return this.#call('C_Encrypt', label, () => {
-      const key = this.#secretKey(label);
-      if (!key) throw new YinxinError('key-not-found', `no secret key labelled "${label}" in the token "${this.tokenLabel}"`);
+    return this.#call('C_Encrypt', label, () => this.#withSecretKey(label, (key) => {
       // A random 96-bit IV per message (NIST SP 800-38D s8.2.2): fine far below 2^32 messages per key.
       const iv = randomBytes(12);
       this.#lib.C_EncryptInit(this.#session, this.#gcm(iv, aad), key);
@@ -698,13 +725,11 @@ class Pkcs11Store implements Pkcs11KeyStore {
         ? this.#lib.C_Encrypt(this.#session, Buffer.from(plaintext), Buffer.alloc(plaintext.length + 16))
         : this.#lib.C_EncryptFinal(this.#session, Buffer.alloc(16));
       return new Uint8Array(Buffer.concat([iv, sealed]));
-    });
+    }));
   }
 
   async decrypt(label: string, sealed: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
-    return this.#call('C_Decrypt', label, () => {
-      const key = this.#secretKey(label);
-      if (!key) throw new YinxinError('key-not-found', `no secret key labelled "${label}" in the token "${this.tokenLabel}"`);
+    return this.#call('C_Decrypt', label, () => this.#withSecretKey(label, (key) => {
       if (sealed.length < 12 + 16) throw new YinxinError('bad-signature', 'the sealed data is too short to hold an IV and a tag');
       const iv = Buffer.from(sealed.subarray(0, 12));
       try {
@@ -717,7 +742,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
         }
         throw e;
       }
-    });
+    }));
   }
 
   async health(): Promise<{ ok: boolean; detail: string }> {
