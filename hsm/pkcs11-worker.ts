@@ -7,7 +7,6 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import * as graphene from 'graphene-pk11';
 import pkcs11js from 'pkcs11js';
 import type { Mechanism } from 'pkcs11js';
 import { ecdsaRawToDer } from './algorithms.ts';
@@ -26,9 +25,15 @@ export interface SignJob {
 export type SignResult = { id: number; signature: Uint8Array } | { id: number; error: { message: string; code?: number } };
 
 const init = workerData as WorkerInit;
-const module = graphene.Module.load(init.modulePath);
-module.initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-const lib = module.lib;
+// pkcs11js alone, not graphene: a thread's memory is mostly the modules it loads.
+const lib = new pkcs11js.PKCS11();
+lib.load(init.modulePath);
+try {
+  lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+} catch (e) {
+  // The main thread initialized the module for the whole process (PKCS#11 s5.4).
+  if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED)) throw e;
+}
 const session = lib.C_OpenSession(Buffer.from(init.slot), pkcs11js.CKF_SERIAL_SESSION);
 const out = Buffer.alloc(1024);
 
