@@ -27,8 +27,23 @@ function ucs2Hex(text: string): string {
 
 const f = (n: number) => (Math.abs(n) < 1e-6 ? '0' : n.toFixed(3).replace(/\.?0+$/, ''));
 
+/** Drawings already made, by seal and size (a seal is drawn the same way every time it is used). */
+const drawn = new Map<string, string>();
+const MAX_DRAWN = 256;
+
 /** The content stream of the appearance (operators only; the caller wraps it in a Form XObject). */
 export function sealAppearanceStream(d: SealDrawing): string {
+  const key = JSON.stringify([d.organization, d.sealName, d.size]);
+  let ops = drawn.get(key);
+  if (ops === undefined) {
+    ops = draw(d);
+    if (drawn.size >= MAX_DRAWN) drawn.delete(drawn.keys().next().value!);
+    drawn.set(key, ops);
+  }
+  return ops;
+}
+
+function draw(d: SealDrawing): string {
   const s = d.size;
   const c = s / 2;
   const r = s / 2 - 3;

@@ -75,7 +75,8 @@ export function writeIncrement(doc: PdfDocument, objects: NewObject[], nextNum: 
     push(data);
     push(`\nendstream\nendobj\nstartxref\n${xrefAt}\n%%EOF\n`);
   }
-  return new Uint8Array(Buffer.concat(chunks, length));
+  const out = Buffer.concat(chunks, length);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 function runs(sorted: number[]): number[][] {
@@ -86,4 +87,10 @@ function runs(sorted: number[]): number[][] {
     else out.push([n]);
   }
   return out;
+}
+
+/** The document followed by an update, in one buffer (not zero-filled first: every byte is copied in). */
+export function appendUpdate(pdf: Uint8Array, update: Uint8Array): Uint8Array {
+  const out = Buffer.concat([pdf, update], pdf.length + update.length);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }

@@ -24,7 +24,7 @@ import { YinxinError } from '../common/errors.ts';
 import { toArrayBuffer } from '../common/pem.ts';
 import { OID } from '../hsm/algorithms.ts';
 import { CMS_OID } from './cms.ts';
-import { writeIncrement, type NewObject } from './increment.ts';
+import { appendUpdate, writeIncrement, type NewObject } from './increment.ts';
 import { decodeStream, PdfDict, PdfDocument, PdfName, PdfRef, PdfStream, PdfString, serialize, type PdfObject } from './pdf.ts';
 
 /** Where validation data comes from when sealing at level B-LT. */
@@ -212,10 +212,7 @@ export function appendDss(pdf: Uint8Array, contents: Uint8Array, data: Validatio
   objects.push({ num: dssRef.num, gen: 0, body: serialize(dss) });
   objects.push({ num: doc.catalogRef.num, gen: doc.catalogRef.gen, body: serialize(catalog.clone().set('DSS', dssRef)) });
   const update = writeIncrement(doc, objects, next);
-  const out = new Uint8Array(pdf.length + update.length);
-  out.set(pdf, 0);
-  out.set(update, pdf.length);
-  return out;
+  return appendUpdate(pdf, update);
 }
 
 function pdfUtcDate(d: Date): string {

@@ -16,7 +16,7 @@
 import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
 import { SEAL_FONT, sealAppearanceStream } from './appearance.ts';
-import { writeIncrement, type NewObject } from './increment.ts';
+import { appendUpdate, writeIncrement, type NewObject } from './increment.ts';
 import { pngToPdfImage } from './png.ts';
 import { findText, type TextBox } from './text.ts';
 import { appendDss, certificatesOfSignature, collectValidationData, type ValidationDataSource } from './ltv.ts';
@@ -281,9 +281,7 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
   objects.push({ num: sigRef.num, gen: 0, body: sigText });
 
   const update = writeIncrement(doc, objects, next);
-  const out = new Uint8Array(pdf.length + update.length);
-  out.set(pdf, 0);
-  out.set(update, pdf.length);
+  const out = appendUpdate(pdf, update);
 
   // Find the placeholders in the update only (never in the original bytes).
   const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
