@@ -6,6 +6,7 @@
  *   - PAdES B-T seals/s on a 20-page ~500 KB PDF, time stamp included, beside loading and saving
  *     the same PDF in the same run (read the file, parse every object with seal/pdf.ts, write a
  *     whole new file with a fresh xref; and `qpdf in out` as an outside reference). Target <= 2x.
+ *     B-LT beside it (OCSP responses from the responder core of the test CA, the DSS update).
  *   - CAdES B-T seals/s on 1 KB and 10 MB files beside the TSA core's own tokens/s. Target >= 50%.
  *
  *   node bench/seal.ts [seconds-per-row=3] [rows, e.g. cades1k,tsa]
@@ -28,7 +29,7 @@ import { buildTimeStampQuery } from '../tsa/client.ts';
 import { TimeGuard } from '../tsa/timeguard.ts';
 
 const seconds = Number(process.argv[2] ?? 3);
-/** Only these rows (to profile one with --cpu-prof): pades, loadsave, qpdf, cades1k, tsa, cades10m. */
+/** Only these rows (to profile one with --cpu-prof): pades, padeslt, loadsave, qpdf, cades1k, tsa, cades10m. */
 const only = process.argv[3]?.split(',');
 const CALLERS = 16;
 const pki = await makeSealPki();
@@ -118,6 +119,10 @@ const pdfRates = await rates({
     const r = await sealPdf(new Uint8Array(readFileSync(pdfPath)), input);
     writeFileSync(join(pki.dir, 'sealed.pdf'), r.pdf);
   },
+  padeslt: async () => {
+    const r = await sealPdf(new Uint8Array(readFileSync(pdfPath)), { ...input, level: 'B-LT', validationData: pki.validationData });
+    writeFileSync(join(pki.dir, 'sealed-lt.pdf'), r.pdf);
+  },
   loadsave: loadAndSave,
   qpdf: () => execFileSync('qpdf', [pdfPath, join(pki.dir, 'qpdf-out.pdf')]),
 });
@@ -140,6 +145,7 @@ console.log(`PDF: 20 pages, ${(pdf.length / 1024).toFixed(0)} KB; ${seconds} s p
 console.log('operation                                         per second   ms each');
 const row = (label: string, n: number) => console.log(`${label.padEnd(48)} ${f(n)} ${f(1000 / n)}`);
 row('PAdES B-T seal (read, seal, time stamp, write)', pdfRates.pades);
+row('PAdES B-LT seal (+ OCSP responses, DSS update)', pdfRates.padeslt);
 row('PDF load + save (parse all, rewrite, write)', pdfRates.loadsave);
 row('qpdf in.pdf out.pdf (process, reference)', pdfRates.qpdf);
 row('CAdES B-T seal, 1 KB, 1 caller', one.cades1k);

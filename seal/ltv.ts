@@ -103,6 +103,10 @@ function certIdFor(cert: X509Certificate, issuer: X509Certificate, hash = 'sha1'
 }
 
 export function ocspRequestFor(cert: Uint8Array, issuer: Uint8Array): Uint8Array {
+  return requests([cert, issuer], () => encodeOcspRequest(cert, issuer));
+}
+
+function encodeOcspRequest(cert: Uint8Array, issuer: Uint8Array): Uint8Array {
   const c = x509(cert);
   const i = x509(issuer);
   if (!c || !i) throw new YinxinError('internal', 'an OCSP request needs the certificate and its issuer');
@@ -125,15 +129,55 @@ function derOf(c: pkijs.CertificateSetItem | pkijs.Certificate): Uint8Array {
   return new Uint8Array((c as pkijs.Certificate).toSchema().toBER(false));
 }
 
-/** Every certificate a seal's CMS carries: its own set and its signature-time-stamp token's. */
+/**
+ * Every certificate a seal's CMS carries: its own set and its signature-time-stamp token's. Read
+ * by stepping over the DER (RFC 5652 s5.1: SignedData's [0] certificates, the SignerInfo's [1]
+ * unsignedAttrs) and sliced out as encoded, without a pkijs parse of each certificate.
+ */
 export function certificatesOfSignature(cms: Uint8Array): Uint8Array[] {
-  const signedData = (der: Uint8Array) => new pkijs.SignedData({ schema: pkijs.ContentInfo.fromBER(toArrayBuffer(der)).content });
-  const sd = signedData(cms);
-  const out = (sd.certificates ?? []).map(derOf);
-  const token = sd.signerInfos[0]?.unsignedAttrs?.attributes.find((a) => a.type === CMS_OID.signatureTimeStampToken)?.values[0];
-  if (token) out.push(...(signedData(new Uint8Array(token.toBER(false))).certificates ?? []).map(derOf));
-  return out;
+  const signedData = (der: Uint8Array): asn1js.Sequence => {
+    const contentInfo = asn1js.fromBER(toArrayBuffer(der)).result as asn1js.Sequence;
+    return (contentInfo.valueBlock.value[1] as asn1js.Constructed).valueBlock.value[0] as asn1js.Sequence;
+  };
+  const tagged = (block: asn1js.BaseBlock, n: number) => block.idBlock.tagClass === 3 && block.idBlock.tagNumber === n;
+  const certificates = (sd: asn1js.Sequence) => {
+    const set = sd.valueBlock.value.find((b) => tagged(b, 0)) as asn1js.Constructed | undefined;
+    return (set?.valueBlock.value ?? []).map((c) => new Uint8Array(c.valueBeforeDecodeView));
+  };
+  try {
+    const sd = signedData(cms);
+    const out = certificates(sd);
+    const signerInfos = sd.valueBlock.value[sd.valueBlock.value.length - 1] as asn1js.Set;
+    const signerInfo = signerInfos.valueBlock.value[0] as asn1js.Sequence;
+    const unsigned = signerInfo.valueBlock.value.find((b) => tagged(b, 1)) as asn1js.Constructed | undefined;
+    for (const attribute of unsigned?.valueBlock.value ?? []) {
+      const [type, values] = (attribute as asn1js.Sequence).valueBlock.value;
+      if (type instanceof asn1js.ObjectIdentifier && type.valueBlock.toString() === CMS_OID.signatureTimeStampToken) {
+        out.push(...certificates(signedData(new Uint8Array((values as asn1js.Set).valueBlock.value[0].valueBeforeDecodeView))));
+      }
+    }
+    return out;
+  } catch (e) {
+    throw new YinxinError('internal', 'the seal\'s own CMS could not be read back', undefined, { cause: e });
+  }
 }
+
+/** Results kept by the bytes they were computed from (certificates and pre-signed responses repeat seal after seal). */
+function memo<T>(max: number): (key: Uint8Array[], compute: () => T) => T {
+  const map = new Map<string, T>();
+  return (key, compute) => {
+    const h = createHash('sha256');
+    for (const k of key) h.update(String(k.length)).update(k);
+    const id = h.digest('base64');
+    if (map.has(id)) return map.get(id)!;
+    const value = compute();
+    if (map.size >= max) map.delete(map.keys().next().value!);
+    map.set(id, value);
+    return value;
+  };
+}
+const requests = memo<Uint8Array>(1024);
+const responses = memo<{ ok: boolean; certs: Uint8Array[] }>(1024);
 
 /**
  * Validation data for `certificates` (the seal's chain and the TSA's): an OCSP response for each one
@@ -157,13 +201,13 @@ export async function collectValidationData(certificates: Uint8Array[], source: 
     } catch {
       response = undefined;
     }
-    const basic = response && basicResponse(response);
-    if (response && basic) {
+    const answer = response && responses([response], () => {
+      const basic = basicResponse(response);
+      return { ok: basic !== undefined, certs: (basic?.certs ?? []).map(derOf) };
+    });
+    if (response && answer && answer.ok) {
       out.ocsps.push(response);
-      for (const c of basic.certs ?? []) {
-        const d = derOf(c);
-        if (!out.certs.some((u) => same(u, d))) out.certs.push(d);
-      }
+      for (const d of answer.certs) if (!out.certs.some((u) => same(u, d))) out.certs.push(d);
       continue;
     }
     const crl = await source.crl(new Uint8Array(issuer.raw));
