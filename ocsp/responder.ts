@@ -281,22 +281,28 @@ export class OcspResponder {
     return (await this.answer(requestDer)).der;
   }
 
+  /**
+   * The pre-signed answer when these exact request bytes were answered from one before and it is
+   * still fresh, synchronously (the hot path: two map look-ups, no parsing, no promise); otherwise
+   * undefined, and answer() decides.
+   */
+  answerFromCache(requestDer: Uint8Array): OcspAnswer | undefined {
+    if (requestDer.length > 1024) return undefined;
+    const certIdKey = this.#byRequest.get(latin1(requestDer));
+    const hit = certIdKey === undefined ? undefined : this.#cache.get(certIdKey);
+    if (!hit || this.#clock.now().getTime() >= hit.nextUpdateMs) return undefined;
+    this.#stats.requests++;
+    this.#stats.cacheHits++;
+    this.#stats.byStatus.successful++;
+    return hit.answer;
+  }
+
   /** respond() with the caching facts HTTP GET needs. Never throws. */
   async answer(requestDer: Uint8Array): Promise<OcspAnswer> {
+    const cached = this.answerFromCache(requestDer);
+    if (cached) return cached;
     this.#stats.requests++;
-    // Fast path: these exact request bytes were answered from a pre-signed response before.
     const requestKey = requestDer.length <= 1024 ? latin1(requestDer) : undefined;
-    if (requestKey !== undefined) {
-      const certIdKey = this.#byRequest.get(requestKey);
-      if (certIdKey !== undefined) {
-        const hit = this.#cache.get(certIdKey);
-        if (hit && this.#clock.now().getTime() < hit.nextUpdateMs) {
-          this.#stats.cacheHits++;
-          this.#stats.byStatus.successful++;
-          return hit.answer;
-        }
-      }
-    }
     let answer: OcspAnswer;
     try {
       answer = await this.#answer(requestDer, requestKey);

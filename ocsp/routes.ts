@@ -74,14 +74,21 @@ export const ocspRoutes: FastifyPluginAsync<OcspRoutesOptions> = async (app: Fas
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, WRONG_TYPE));
   app.setErrorHandler((error, request, reply) => sendProblem(reply, error, request));
 
-  app.post('/ocsp', { bodyLimit }, async (request, reply) => {
-    const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-    if (type !== OCSP_REQUEST || !Buffer.isBuffer(request.body)) {
-      throw new YinxinError('unsupported-media-type', `POST /ocsp takes ${OCSP_REQUEST}, not ${type || 'a body without Content-Type'}`);
-    }
+  // Not an async handler: a request answered from the pre-signed cache is sent without a promise.
+  app.post('/ocsp', { bodyLimit }, (request, reply) => {
     const body = request.body;
-    const answer = await responder.answer(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
-    return send(reply, answer, false);
+    // Only the OCSP_REQUEST parser yields a Buffer; any other media type got WRONG_TYPE.
+    if (!Buffer.isBuffer(body)) {
+      const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      sendProblem(reply, new YinxinError('unsupported-media-type', `POST /ocsp takes ${OCSP_REQUEST}, not ${type || 'a body without Content-Type'}`), request);
+      return undefined;
+    }
+    const cached = responder.answerFromCache(body);
+    if (cached) {
+      send(reply, cached, false);
+      return undefined;
+    }
+    return responder.answer(body).then((answer) => send(reply, answer, false));
   });
 
   // GET /ocsp with no request in the path: an empty, hence malformed, request.
