@@ -20,6 +20,7 @@ import * as asn1js from 'asn1js';
 import { oidBlock, raw } from '../ca/certificate.ts';
 import { signatureAlgorithmDer } from '../hsm/algorithms.ts';
 import type { Signer } from '../hsm/signer.ts';
+import { TurnBatchingSigner } from '../hsm/turn-batch.ts';
 import { OCSP_OID } from './request.ts';
 
 export type SingleStatus =
@@ -158,9 +159,12 @@ export class ResponseWriter {
   readonly #signatureAlgorithm: Uint8Array;
   readonly #certs: Uint8Array;
   readonly #responseType: Uint8Array;
+  /** Live-signed responses (nonce, several CertIDs) arrive one per socket callback: signed per turn in a batch. */
+  readonly #batching: TurnBatchingSigner;
 
   constructor(identity: OcspSigner) {
     this.signer = identity.signer;
+    this.#batching = new TurnBatchingSigner(identity.signer);
     this.certificate = identity.certificate;
     const { publicKeyBits } = certificateParts(identity.certificate);
     this.responderKeyHash = new Uint8Array(createHash('sha1').update(publicKeyBits).digest());
@@ -182,7 +186,7 @@ export class ResponseWriter {
     if (input.extendedRevoke) extensions.push(EXTENDED_REVOKE_EXTENSION);
     if (extensions.length) fields.push(tagged(CONTEXT_1, [tagged(SEQUENCE, extensions)]));
     const tbs = tagged(SEQUENCE, fields);
-    const signature = await this.signer.sign(tbs, this.signer.scheme);
+    const signature = await this.#batching.sign(tbs);
     const basic = tagged(SEQUENCE, [tbs, this.#signatureAlgorithm, tagged(BIT_STRING, [NO_UNUSED_BITS, signature]), this.#certs]);
     return tagged(SEQUENCE, [SUCCESSFUL, tagged(CONTEXT_0, [tagged(SEQUENCE, [this.#responseType, tagged(OCTET_STRING, [basic])])])]);
   }

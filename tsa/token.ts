@@ -8,6 +8,7 @@
  * so no object tree is built or walked per token. A naive pkijs object graph per token costs ~5x
  * more CPU; an asn1js tree of pre-encoded pieces ~4x (token.test.ts proves the bytes identical).
  */
+import { TurnBatchingSigner } from '../hsm/turn-batch.ts';
 import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
@@ -99,7 +100,8 @@ function hasCriticalTimeStampingOnly(certificate: pkijs.Certificate): boolean {
 const MAX_TEMPLATES = 512;
 
 export class TokenWriter {
-  readonly #signer: Signer;
+  /** Signs per event-loop turn in one batch, so the key store spreads them over its threads. */
+  readonly #signer: TurnBatchingSigner;
   readonly #scheme: SignatureScheme;
   readonly #digest: string;
   /** Pre-encoded pieces (DER), see the file comment. */
@@ -126,7 +128,6 @@ export class TokenWriter {
   readonly #responseTemplates = new Map<string, DerTemplate>();
   /** The last genTime encoded: under load, many tokens share one (whole seconds by default). */
   #lastGenTime: { ms: number; der: Uint8Array } = { ms: NaN, der: new Uint8Array(0) };
-  #signQueue: Array<{ data: Uint8Array; resolve: (s: Uint8Array) => void; reject: (e: unknown) => void }> = [];
   /** Subject of the TSA certificate, for logs and /healthz. */
   readonly subject: string;
   readonly notAfter: Date;
@@ -150,8 +151,8 @@ export class TokenWriter {
     this.subject = certificate.subject.typesAndValues.map((tv) => `${tv.type}=${tv.value.valueBlock.value}`).join(',');
     this.notAfter = certificate.notAfter.value;
 
-    this.#signer = signer;
     this.#scheme = signer.scheme;
+    this.#signer = new TurnBatchingSigner(signer, this.#scheme);
     // Ed25519 signs the attributes whole; RFC 8419 s3 pairs it with SHA-512 for the message digest.
     const digestHash: HashName = hashOfScheme(this.#scheme) ?? 'SHA-512';
     this.#digest = nodeHashName[digestHash];
@@ -230,33 +231,6 @@ export class TokenWriter {
     return this.#lastGenTime.der;
   }
 
-  /**
-   * Signatures asked for within one event-loop turn are handed to the signer together on the next
-   * (setImmediate): requests arrive one per socket callback, so the HSM key store would see each
-   * as a lone caller and sign it on the main thread; handed together, it spreads them over its
-   * worker threads (hsm/pkcs11.ts), leaving the main thread to HTTP and encoding.
-   */
-  #sign(data: Uint8Array): Promise<Uint8Array> {
-    return new Promise((resolve, reject) => {
-      if (this.#signQueue.push({ data, resolve, reject }) === 1) setImmediate(() => this.#releaseSignatures());
-    });
-  }
-
-  #releaseSignatures(): void {
-    const batch = this.#signQueue;
-    this.#signQueue = [];
-    for (const job of batch) {
-      let signing: Promise<Uint8Array>;
-      try {
-        signing = this.#signer.sign(job.data, this.#scheme);
-      } catch (e) {
-        job.reject(e);
-        continue;
-      }
-      signing.then(job.resolve, job.reject);
-    }
-  }
-
   /** TSTInfo (RFC 3161 s2.4.2) DER. ordering is FALSE, its DEFAULT, hence absent. */
   tstInfo(f: TokenFields): Uint8Array {
     const imprint = primitiveTlv(DER_TAG.octetString, f.hashedMessage);
@@ -290,7 +264,7 @@ export class TokenWriter {
     // RFC 5652 s5.4: the signature covers the DER of the attributes with an explicit SET OF tag;
     // the SignerInfo carries the same content under [0] IMPLICIT.
     const toBeSigned = this.#signedAttrs.fill({ digestAttr });
-    const signature = await this.#sign(toBeSigned);
+    const signature = await this.#signer.sign(toBeSigned);
 
     const eContent = primitiveTlv(DER_TAG.octetString, tstInfo);
     const signatureValue = primitiveTlv(DER_TAG.octetString, signature);
