@@ -8,15 +8,42 @@
 import type { SignatureScheme, Signer } from './signer.ts';
 
 interface Job {
+  signer: Signer;
+  scheme: SignatureScheme;
   data: Uint8Array;
   resolve: (signature: Uint8Array) => void;
   reject: (error: unknown) => void;
 }
 
+/** One queue for the process: the key store's dispatcher is shared by all keys of a token. */
+let queue: Job[] = [];
+
+function release(): void {
+  const batch = queue;
+  queue = [];
+  for (const job of batch) {
+    let signing: Promise<Uint8Array>;
+    try {
+      signing = job.signer.sign(job.data, job.scheme);
+    } catch (e) {
+      job.reject(e);
+      continue;
+    }
+    signing.then(job.resolve, job.reject);
+  }
+}
+
+/** signer.sign(data, scheme), on the next turn together with everything else asked for in this one. */
+export function signNextTurn(signer: Signer, data: Uint8Array, scheme: SignatureScheme = signer.scheme): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    if (queue.push({ signer, scheme, data, resolve, reject }) === 1) setImmediate(release);
+  });
+}
+
+/** A signer's signNextTurn, for writers that always sign with one key and scheme. */
 export class TurnBatchingSigner {
   readonly #signer: Signer;
   readonly #scheme: SignatureScheme;
-  #queue: Job[] = [];
 
   constructor(signer: Signer, scheme: SignatureScheme = signer.scheme) {
     this.#signer = signer;
@@ -24,23 +51,6 @@ export class TurnBatchingSigner {
   }
 
   sign(data: Uint8Array): Promise<Uint8Array> {
-    return new Promise((resolve, reject) => {
-      if (this.#queue.push({ data, resolve, reject }) === 1) setImmediate(() => this.#release());
-    });
-  }
-
-  #release(): void {
-    const batch = this.#queue;
-    this.#queue = [];
-    for (const job of batch) {
-      let signing: Promise<Uint8Array>;
-      try {
-        signing = this.#signer.sign(job.data, this.#scheme);
-      } catch (e) {
-        job.reject(e);
-        continue;
-      }
-      signing.then(job.resolve, job.reject);
-    }
+    return signNextTurn(this.#signer, data, this.#scheme);
   }
 }
