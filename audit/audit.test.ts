@@ -1,27 +1,13 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FixedClock } from '../common/clock.ts';
 import { SoftwareKeyStore } from '../hsm/software.ts';
 import type { KeySpec } from '../hsm/signer.ts';
-import { openLmdbStore } from '../store/lmdb.ts';
-import type { Store } from '../store/store.ts';
 import { AUDIT_TABLES, canonicalJson, checkpointPayload, createAuditLog, recordHash, verifyAuditTrail } from './audit.ts';
 import type { AuditCheckpoint, AuditInput, AuditRecord } from './types.ts';
-
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'yinxin-audit-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function openTemp(t: Test): Store {
-  const store = openLmdbStore(join(tempDir(t), 'store'));
-  t.teardown(() => store.close());
-  return store;
-}
+import { openTempStore as openTemp, tempDir } from '../store/testing.ts';
 
 /** Waits (up to 10 s, for a loaded machine) until `condition` holds. */
 async function eventually(condition: () => boolean): Promise<void> {

@@ -1,21 +1,14 @@
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { FixedClock } from '../common/clock.ts';
 import { SoftwareKeyStore } from '../hsm/software.ts';
 import { createAuditLog, verifyAuditTrail } from '../audit/audit.ts';
 import { createBackup, readBackupManifest, restoreBackup } from './backup.ts';
 import { openLmdbStore } from './lmdb.ts';
-import type { Store } from './store.ts';
-
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'yinxin-backup-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from './testing.ts';
 
 /** A data directory as the appliance lays it out (docs/data-directory.md), with a store holding an audited table. */
 async function dataDirectory(t: Test, base: string) {

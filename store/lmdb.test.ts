@@ -1,24 +1,11 @@
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { openLmdbStore } from './lmdb.ts';
-import type { Store } from './store.ts';
+import { openTempStore as openTemp, tempDir } from './testing.ts';
 
 const here = import.meta.dirname;
-
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'yinxin-store-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function openTemp(t: Test): Store {
-  const store = openLmdbStore(join(tempDir(t), 'store'));
-  t.teardown(() => store.close());
-  return store;
-}
 
 /** Runs a small script in a child node; returns its stdout (rejects on a non-zero exit). */
 function runNode(script: string, args: string[], options: { uid?: number; gid?: number } = {}) {
