@@ -129,6 +129,11 @@ function latin1(u: Uint8Array): string {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('latin1');
 }
 
+/** The exact request bytes as a map key; requests over 1 KiB (signed ones, mostly) are not remembered. */
+function requestKeyOf(requestDer: Uint8Array): string | undefined {
+  return requestDer.length <= 1024 ? latin1(requestDer) : undefined;
+}
+
 function wholeSecond(ms: number): Date {
   return new Date(Math.floor(ms / 1000) * 1000);
 }
@@ -287,8 +292,12 @@ export class OcspResponder {
    * undefined, and answer() decides.
    */
   answerFromCache(requestDer: Uint8Array): OcspAnswer | undefined {
-    if (requestDer.length > 1024) return undefined;
-    const certIdKey = this.#byRequest.get(latin1(requestDer));
+    return this.#fromCache(requestKeyOf(requestDer));
+  }
+
+  #fromCache(requestKey: string | undefined): OcspAnswer | undefined {
+    if (requestKey === undefined) return undefined;
+    const certIdKey = this.#byRequest.get(requestKey);
     const hit = certIdKey === undefined ? undefined : this.#cache.get(certIdKey);
     if (!hit || this.#clock.now().getTime() >= hit.nextUpdateMs) return undefined;
     this.#stats.requests++;
@@ -299,10 +308,10 @@ export class OcspResponder {
 
   /** respond() with the caching facts HTTP GET needs. Never throws. */
   async answer(requestDer: Uint8Array): Promise<OcspAnswer> {
-    const cached = this.answerFromCache(requestDer);
+    const requestKey = requestKeyOf(requestDer);
+    const cached = this.#fromCache(requestKey);
     if (cached) return cached;
     this.#stats.requests++;
-    const requestKey = requestDer.length <= 1024 ? latin1(requestDer) : undefined;
     let answer: OcspAnswer;
     try {
       answer = await this.#answer(requestDer, requestKey);
@@ -523,7 +532,7 @@ export class OcspResponder {
         if (done + slice.length >= total || this.#stopped) break issuers;
         const serial = (key as string[])[1];
         const der = certIdDer(prefix, serial);
-        const id: RequestedCertId = { der, hashOid: SHA1_OID, issuerNameHash: new Uint8Array(0), issuerKeyHash: new Uint8Array(0), serial };
+        const id: RequestedCertId = { der, hashOid: OID.sha1, issuerNameHash: new Uint8Array(0), issuerKeyHash: new Uint8Array(0), serial };
         slice.push(this.#cachedResponse(issuer, id).catch((e) => this.#onError(e, 'pre-signing a response')));
         if (slice.length >= batch) await flush();
       }
@@ -572,14 +581,13 @@ export class OcspResponder {
   }
 }
 
-const SHA1_OID = '1.3.14.3.2.26';
 
 /** hashAlgorithm (SHA-1, NULL parameters), issuerNameHash and issuerKeyHash of a CertID: everything but the serial. */
 function sha1CertIdPrefix(issuer: Issuer): Uint8Array {
   return Buffer.concat([
     Buffer.from('300906052b0e03021a0500', 'hex'),
-    Buffer.from([0x04, 20]), Buffer.from(issuer.nameHashes.get(SHA1_OID)!, 'hex'),
-    Buffer.from([0x04, 20]), Buffer.from(issuer.keyHashes.get(SHA1_OID)!, 'hex'),
+    Buffer.from([0x04, 20]), Buffer.from(issuer.nameHashes.get(OID.sha1)!, 'hex'),
+    Buffer.from([0x04, 20]), Buffer.from(issuer.keyHashes.get(OID.sha1)!, 'hex'),
   ]);
 }
 
