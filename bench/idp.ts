@@ -16,11 +16,11 @@
  *   node bench/idp.ts [seconds-per-phase=5]
  */
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as client from 'openid-client';
 import { Browser, formOf, trustingFetch } from '../idp/test-support.ts';
+import { cpuSecondsOf } from './proc.ts';
 
 const seconds = Number(process.argv[2] ?? 5);
 const USERNAME = 'bench';
@@ -47,11 +47,7 @@ const { ready } = await nextMessage<{ ready: { issuer: string; clientSecret: str
 const fetch = trustingFetch(ready.trust);
 const config = await client.discovery(new URL(ready.issuer), 'bench', ready.clientSecret, undefined, { [client.customFetch]: fetch as unknown as client.CustomFetch });
 
-/** CPU seconds (user + system, every thread) the appliance process has used so far (Linux /proc). */
-function applianceCpuSeconds(): number {
-  const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ ticks
-}
+const applianceCpuSeconds = () => cpuSecondsOf(child.pid!);
 
 async function measure(name: string, concurrency: number, once: (worker: number) => Promise<void>): Promise<{ name: string; perSecond: number; perCpuSecond: number; n: number }> {
   const end = Date.now() + seconds * 1000;

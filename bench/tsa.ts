@@ -14,13 +14,14 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as graphene from 'graphene-pk11';
 import { openPkcs11KeyStore, prepareSoftHsmToken } from '../hsm/index.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { buildTimeStampQuery, parseTimeStampResponse } from '../tsa/client.ts';
+import { cpuSecondsOf } from './proc.ts';
 import { makeTestPki } from '../tsa/testing/pki.ts';
 
 const SECONDS = Number(process.env.TSA_BENCH_SECONDS ?? 10);
@@ -106,11 +107,6 @@ async function stopServer(child: ChildProcess): Promise<void> {
 
 interface Result { rps: number; p50: number; p99: number; requests: number; errors: string; serverCpuUs?: number }
 
-/** CPU seconds (user + system, every thread) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
 function ms(text: string): number {
   const m = /([\d.]+)(us|ms|s)/.exec(text);
   if (!m) return NaN;
@@ -145,10 +141,10 @@ async function measure(mode: 'tsa' | 'bare'): Promise<Result> {
     if (v.status !== 0) throw new Error(`openssl ts -verify failed:\n${v.stdout}${v.stderr}`);
   }
   await wrk(port, 2); // warm-up (JIT, LMDB map, worker threads)
-  const cpuBefore = cpuSeconds(child.pid!);
+  const cpuBefore = cpuSecondsOf(child.pid!);
   const result = await wrk(port, SECONDS);
   // CPU per request is what another engineer's load on the machine disturbs least.
-  result.serverCpuUs = ((cpuSeconds(child.pid!) - cpuBefore) * 1e6) / result.requests;
+  result.serverCpuUs = ((cpuSecondsOf(child.pid!) - cpuBefore) * 1e6) / result.requests;
   await stopServer(child);
   return result;
 }
