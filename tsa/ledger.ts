@@ -96,7 +96,7 @@ export class TokenLedger {
     this.#store
       .transaction((tx) => {
         const written: boolean[] = [];
-        const serials: string[] = [];
+        const recorded: Pending[] = [];
         let latest = tx.get(this.#meta, 'latestGenTime') as string | undefined;
         let latestMs = latest ? Date.parse(latest) : -Infinity;
         for (const p of batch) {
@@ -105,7 +105,7 @@ export class TokenLedger {
             continue;
           }
           tx.put(this.#tokens, p.serial, p.record);
-          serials.push(p.serial);
+          recorded.push(p);
           if (p.genTime > latestMs) {
             latestMs = p.genTime;
             latest = p.record.time;
@@ -113,8 +113,8 @@ export class TokenLedger {
           written.push(true);
         }
         if (latest !== undefined) tx.put(this.#meta, 'latestGenTime', latest);
-        if (serials.length && this.#audit) {
-          const recorded = batch.filter((_, i) => written[i]);
+        if (recorded.length && this.#audit) {
+          const serials = recorded.map((p) => p.serial);
           this.#audit.append(tx, {
             actor: 'system',
             action: 'tsa.stamp',
