@@ -34,6 +34,8 @@ export interface Config {
     pin: string | undefined;
     /** True when the module is SoftHSM2 and the token lives inside the data directory. */
     embedded: boolean;
+    /** Use keys through session copies made inside the token (YINXIN_PKCS11_SESSION_KEYS=copy, the default) or the token objects (token). */
+    sessionKeyCopies: boolean;
   };
   /** Lifetime of an operator's API session, seconds. */
   sessionTtlSeconds: number;
@@ -59,7 +61,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 interface FileConfig {
   dataDir?: string; host?: string; httpPort?: number; httpsPort?: number; publicUrl?: string; httpsUrl?: string;
   logLevel?: string; bodyLimit?: number; trustProxy?: boolean; sessionTtlSeconds?: number;
-  pkcs11?: { module?: string; slot?: number; tokenLabel?: string; pin?: string };
+  pkcs11?: { module?: string; slot?: number; tokenLabel?: string; pin?: string; sessionKeys?: string };
   tsa?: { policy?: string; acceptedPolicies?: string[]; precisionMs?: number; timeSyncCheck?: string };
 }
 
@@ -140,6 +142,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (pin !== undefined && (typeof pin !== 'string' || pin.length < 4)) problems.push('YINXIN_PKCS11_PIN: must be at least 4 characters');
   const embedded = module === DEFAULT_PKCS11_MODULE || /libsofthsm2\.so$/.test(module);
   if (!embedded && pin === undefined) problems.push(`YINXIN_PKCS11_PIN: required with an external PKCS#11 module (${module})`);
+  const sessionKeys = str('YINXIN_PKCS11_SESSION_KEYS', file.pkcs11?.sessionKeys, 'copy');
+  if (sessionKeys !== 'copy' && sessionKeys !== 'token') problems.push(`YINXIN_PKCS11_SESSION_KEYS: '${sessionKeys}' is not copy or token`);
 
   const oid = /^[0-2](\.(0|[1-9]\d*))+$/;
   const tsaPolicy = str('YINXIN_TSA_POLICY', file.tsa?.policy, DEFAULT_TSA_POLICY);
@@ -158,7 +162,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   return {
     dataDir, host, httpPort, httpsPort, publicUrl, httpsUrl,
     logLevel: logLevel as Config['logLevel'], bodyLimit, trustProxy, sessionTtlSeconds,
-    pkcs11: { module, slot, tokenLabel, pin, embedded },
+    pkcs11: { module, slot, tokenLabel, pin, embedded, sessionKeyCopies: sessionKeys === 'copy' },
     tsa: { policy: tsaPolicy, acceptedPolicies, precisionMs, timeSyncCheck },
     sources,
   };

@@ -106,14 +106,14 @@ export async function openKeyStore(config: Config, log: Logger): Promise<KeyStor
   const paths = dataPaths(config.dataDir);
   const p = config.pkcs11;
   if (!p.embedded) {
-    return openPkcs11KeyStore({ module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, pin: p.pin as string });
+    return openPkcs11KeyStore({ module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, pin: p.pin as string, sessionKeyCopies: p.sessionKeyCopies });
   }
   mkdirSync(paths.hsm, { recursive: true, mode: 0o700 });
   const pin = p.pin ?? readOrCreateSecret(paths.pin);
   const soPin = readOrCreateSecret(paths.soPin);
   const token = await prepareSoftHsmToken({ dir: paths.hsm, pin, soPin, label: p.tokenLabel });
   if (token.created) log.info({ token: p.tokenLabel, dir: paths.hsm }, 'created the SoftHSM2 token');
-  return openPkcs11KeyStore({ module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, pin });
+  return openPkcs11KeyStore({ module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, pin, sessionKeyCopies: p.sessionKeyCopies });
 }
 
 function readOrCreateSecret(path: string): string {

@@ -23,7 +23,8 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 const prepared = await prepareSoftHsmToken({ dir, pin: PIN, soPin: '13579', label: TOKEN });
 const open = (extra: Partial<Parameters<typeof openPkcs11KeyStore>[0]> = {}) => openPkcs11KeyStore({ module: MODULE, tokenLabel: TOKEN, pin: PIN, ...extra });
-const store: Pkcs11KeyStore = await open();
+// Working copies are checked against their token objects every 50 ms here (10 s by default).
+const store: Pkcs11KeyStore = await open({ workingCopyCheckMs: 50 });
 t.teardown(() => store.close());
 
 const data = Buffer.from('yinxin: the seals and credentials of an official');
@@ -265,11 +266,47 @@ t.test('a secret key replaced behind the store: the remembered handle is dropped
   execFileSync('pkcs11-tool', ['--module', MODULE, '--token-label', TOKEN, '--login', '--pin', PIN, '--delete-object', '--type', 'secrkey', '--label', 'rotating'], {
     env: { ...process.env, SOFTHSM2_CONF: prepared.confPath },
   });
-  await t.rejects(store.encrypt('rotating', Buffer.from('x')), expectCode('key-not-found'), 'the stale handle is not used');
+  await new Promise((r) => setTimeout(r, 200)); // the working copy's check notices the token object is gone
+  await t.rejects(store.encrypt('rotating', Buffer.from('x')), expectCode('key-not-found'), 'neither the stale handle nor the working copy is used');
   await store.ensureSecretKey('rotating');
   const resealed = await store.encrypt('rotating', Buffer.from('second key'));
   t.same(Buffer.from(await store.decrypt('rotating', resealed)), Buffer.from('second key'));
   await t.rejects(store.decrypt('rotating', sealed), expectCode('bad-signature'), 'data of the destroyed key does not open with the new one');
+});
+
+t.test('keys are used through session copies made inside the token, which never show as keys of their own', async (t) => {
+  const signer = await store.generateKeyPair('copied', { type: 'ec', curve: 'P-256' });
+  const again = await store.getSigner('copied');
+  t.ok(nodeVerifies(again, 'ecdsa-sha256', data, await again.sign(data)), 'signs');
+  const token = () => execFileSync('pkcs11-tool', ['--module', MODULE, '--token-label', TOKEN, '--login', '--pin', PIN, '--list-objects', '--type', 'privkey'], {
+    env: { ...process.env, SOFTHSM2_CONF: prepared.confPath }, encoding: 'utf8',
+  });
+  t.equal(token().split('label:      copied').length - 1, 1, 'the token holds one token object (another process sees no session copy)');
+  t.equal((await store.listKeys()).filter((k) => k.label === 'copied').length, 1, 'listKeys shows the key once');
+  await t.rejects(store.generateKeyPair('copied', { type: 'ec', curve: 'P-256' }), expectCode('conflict'));
+  // Destroyed by another application: the copy stops being used within the check period.
+  execFileSync('pkcs11-tool', ['--module', MODULE, '--token-label', TOKEN, '--login', '--pin', PIN, '--delete-object', '--type', 'privkey', '--label', 'copied'], {
+    env: { ...process.env, SOFTHSM2_CONF: prepared.confPath },
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  await t.rejects(signer.sign(data), expectCode('key-not-found'), 'a key destroyed in the token no longer signs');
+  await t.rejects(again.sign(data), expectCode('key-not-found'));
+  await store.deleteKey('copied');
+  // Deleted through the store: at once.
+  const third = await store.generateKeyPair('copied', { type: 'ec', curve: 'P-256' });
+  t.ok(nodeVerifies(third, 'ecdsa-sha256', data, await third.sign(data)), 'a new key under the same label signs');
+  t.notSame(Buffer.from(third.publicKeyInfo), Buffer.from(signer.publicKeyInfo), 'with the new key');
+  await store.deleteKey('copied');
+  await t.rejects(third.sign(data), expectCode('key-not-found'), 'deleteKey stops its working copy at once');
+});
+
+t.test('without session copies (YINXIN_PKCS11_SESSION_KEYS=token) keys sign through the token objects', async (t) => {
+  const direct = await open({ sessionKeyCopies: false, sessionPool: 0 });
+  t.teardown(() => direct.close());
+  const signer = await direct.generateKeyPair('direct', { type: 'ec', curve: 'P-256' });
+  t.ok(nodeVerifies(signer, 'ecdsa-sha256', data, await signer.sign(data)));
+  await direct.deleteKey('direct');
+  await t.rejects(signer.sign(data), expectCode('key-not-found'));
 });
 
 t.test('health, and a closed store reports hsm-unavailable', async (t) => {

@@ -48,6 +48,13 @@ export interface Pkcs11Options {
   pin: string;
   /** Signing worker threads, each with its own session; default the number of CPUs. 0 signs everything on the main thread. */
   sessionPool?: number;
+  /**
+   * Use keys through working copies made inside the token as session objects (C_CopyObject with
+   * CKA_TOKEN false; default true, YINXIN_PKCS11_SESSION_KEYS). See the note on working copies below.
+   */
+  sessionKeyCopies?: boolean;
+  /** How often the token objects behind working copies are checked to still exist (ms; default 10,000). */
+  workingCopyCheckMs?: number;
 }
 
 export interface Pkcs11KeyStore extends KeyStore {
@@ -83,7 +90,8 @@ export async function openPkcs11KeyStore(options: Pkcs11Options): Promise<Pkcs11
     login(loaded, slotId, session, options.pin, tokenLabel);
     const mechanisms = lib.C_GetMechanismList(slot);
     const threads = options.sessionPool ?? availableParallelism();
-    return new Pkcs11Store(loaded, slot, slotId, tokenLabel, session, mechanisms.includes(CKM_EC_EDWARDS_KEY_PAIR_GEN), threads);
+    return new Pkcs11Store(loaded, slot, slotId, tokenLabel, session, mechanisms.includes(CKM_EC_EDWARDS_KEY_PAIR_GEN), threads,
+      options.sessionKeyCopies ?? true, options.workingCopyCheckMs ?? 10_000);
   } catch (e) {
     if (session) try { loaded.lib.C_CloseSession(session); } catch { /* the failure above is the one to report */ }
     releaseModule(loaded);
@@ -473,9 +481,16 @@ class Pkcs11Store implements Pkcs11KeyStore {
   readonly #slot: Buffer;
   readonly #session: Buffer;
   readonly #dispatcher: SignDispatcher;
+  readonly #copyKeys: boolean;
+  readonly #copyCheckMs: number;
+  #copyCheck: NodeJS.Timeout | undefined;
+  /** Working copies by "private:<label>" or "secret:<label>" (handle = tokenObject where the token refused a copy). */
+  readonly #workingCopies = new Map<string, { tokenObject: Buffer; handle: Buffer }>();
+  /** Why the token refused a working copy, if it did (reported by health()). */
+  #copyRefused: string | undefined;
   #closed = false;
 
-  constructor(loaded: LoadedModule, slot: Buffer, slotId: number, tokenLabel: string, session: Buffer, ed25519: boolean, threads: number) {
+  constructor(loaded: LoadedModule, slot: Buffer, slotId: number, tokenLabel: string, session: Buffer, ed25519: boolean, threads: number, copyKeys: boolean, copyCheckMs: number) {
     this.#loaded = loaded;
     this.#lib = loaded.lib;
     this.#slot = slot;
@@ -483,6 +498,8 @@ class Pkcs11Store implements Pkcs11KeyStore {
     this.tokenLabel = tokenLabel;
     this.#session = session;
     this.supportsEd25519 = ed25519;
+    this.#copyKeys = copyKeys;
+    this.#copyCheckMs = copyCheckMs;
     this.#dispatcher = new SignDispatcher(loaded.lib, session, { modulePath: loaded.path, slot: new Uint8Array(slot) }, threads);
   }
 
@@ -502,9 +519,10 @@ class Pkcs11Store implements Pkcs11KeyStore {
     }
   }
 
+  /** Token objects matching the template (never the working copies, which are session objects). */
   #find(template: Template, session: Buffer = this.#session): Buffer[] {
     const lib = this.#lib;
-    lib.C_FindObjectsInit(session, template);
+    lib.C_FindObjectsInit(session, [...template, { type: P.CKA_TOKEN, value: true }]);
     try {
       const found: Buffer[] = [];
       for (;;) {
@@ -571,8 +589,64 @@ class Pkcs11Store implements Pkcs11KeyStore {
     return buildSpki(new pkijs.AlgorithmIdentifier({ algorithmId: OID.ed25519 }), unwrapEcPoint(point, [32]));
   }
 
+  /**
+   * The handle to use a key through: a working copy of the token object made inside the token as
+   * a session object (C_CopyObject, CKA_TOKEN false; PKCS#11 v2.40 s5.7). The copy keeps the
+   * original's CKA_SENSITIVE, CKA_EXTRACTABLE false and CKA_PRIVATE, lives in the token's memory
+   * and is destroyed with the main session (close(), or the token losing power): the key still
+   * never leaves the HSM. Why: SoftHSM2 re-reads a token object's file (open, fcntl lock, read,
+   * fstat, close) on every C_SignInit to see whether another process changed it, which made an
+   * ECDSA P-256 signature cost ~50 us instead of ~33 us and serialised threads on the file lock
+   * (bench/hsm-sign.ts). Session objects are visible to every session of this process, so the
+   * signing threads use the same handle. A token that refuses the copy (CKA_COPYABLE false, or
+   * no C_CopyObject) is used through the token object, as before; health() says so.
+   */
+  #workingHandle(tokenObject: Buffer, name: string): Buffer {
+    if (!this.#copyKeys) return tokenObject;
+    const known = this.#workingCopies.get(name);
+    if (known?.tokenObject.equals(tokenObject)) return known.handle;
+    if (known) this.#dropWorkingCopy(name);
+    let handle = tokenObject;
+    try {
+      handle = this.#lib.C_CopyObject(this.#session, tokenObject, [{ type: P.CKA_TOKEN, value: false }]);
+    } catch (e) {
+      this.#copyRefused = `the token refused a session copy of "${name}" (${firstLine(e)}): using the token object`;
+    }
+    this.#workingCopies.set(name, { tokenObject, handle });
+    this.#copyCheck ??= setInterval(() => this.#checkWorkingCopies(), this.#copyCheckMs).unref();
+    return handle;
+  }
+
+  #dropWorkingCopy(name: string): void {
+    const copy = this.#workingCopies.get(name);
+    if (!copy) return;
+    this.#workingCopies.delete(name);
+    if (name.startsWith('secret:')) this.#secretKeyHandles.delete(name.slice('secret:'.length));
+    if (!copy.handle.equals(copy.tokenObject)) {
+      try { this.#lib.C_DestroyObject(this.#session, copy.handle); } catch { /* already gone with its session */ }
+    }
+  }
+
+  /**
+   * A key destroyed in the token by someone else (the security officer, pkcs11-tool) must stop
+   * being used: a copy whose token object is gone is destroyed too, and its users then get
+   * key-not-found, as they would with the token object.
+   */
+  #checkWorkingCopies(): void {
+    if (this.#closed) return;
+    for (const [name, copy] of [...this.#workingCopies]) {
+      try {
+        this.#lib.C_GetAttributeValue(this.#session, copy.tokenObject, [{ type: P.CKA_CLASS }]);
+      } catch (e) {
+        const c = ckr(e);
+        if (c === P.CKR_OBJECT_HANDLE_INVALID || c === P.CKR_KEY_HANDLE_INVALID) this.#dropWorkingCopy(name);
+      }
+    }
+  }
+
   #signerFor(found: FoundKey, label: string): Signer {
-    return new Pkcs11Signer(label, found.spec, this.#publicHalf(found, label).spki, found.priv, this.#dispatcher);
+    const spki = this.#publicHalf(found, label).spki;
+    return new Pkcs11Signer(label, found.spec, spki, this.#workingHandle(found.priv, `private:${label}`), this.#dispatcher);
   }
 
   async generateKeyPair(label: string, spec: KeySpec): Promise<Signer> {
@@ -625,7 +699,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
       // (EC point, RSAPublicKey DER, Ed25519 key bytes), so it equals the certificates' key IDs.
       const id = createHash('sha1').update(half.subjectPublicKey).digest();
       for (const object of [pair.privateKey, pair.publicKey]) this.#lib.C_SetAttributeValue(this.#session, object, [{ type: P.CKA_ID, value: id }]);
-      return new Pkcs11Signer(label, spec, half.spki, pair.privateKey, this.#dispatcher);
+      return new Pkcs11Signer(label, spec, half.spki, this.#workingHandle(pair.privateKey, `private:${label}`), this.#dispatcher);
     });
   }
 
@@ -657,6 +731,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
 
   async deleteKey(label: string): Promise<void> {
     this.#call('C_DestroyObject', label, () => {
+      this.#dropWorkingCopy(`private:${label}`);
       for (const cls of [P.CKO_PRIVATE_KEY, P.CKO_PUBLIC_KEY]) {
         for (const object of this.#find([{ type: P.CKA_CLASS, value: cls }, { type: P.CKA_LABEL, value: label }])) this.#lib.C_DestroyObject(this.#session, object);
       }
@@ -673,8 +748,10 @@ class Pkcs11Store implements Pkcs11KeyStore {
     const known = this.#secretKeyHandles.get(label);
     if (known) return known;
     const found = this.#find([{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_LABEL, value: label }])[0];
-    if (found) this.#secretKeyHandles.set(label, found);
-    return found;
+    if (!found) return undefined;
+    const handle = this.#workingHandle(found, `secret:${label}`);
+    this.#secretKeyHandles.set(label, handle);
+    return handle;
   }
 
   #withSecretKey<T>(label: string, use: (key: Buffer) => T): T {
@@ -688,6 +765,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
     } catch (e) {
       const c = ckr(e);
       if (c !== P.CKR_KEY_HANDLE_INVALID && c !== P.CKR_OBJECT_HANDLE_INVALID) throw e;
+      this.#dropWorkingCopy(`secret:${label}`);
       this.#secretKeyHandles.delete(label);
       return use(lookUp());
     }
@@ -759,7 +837,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
       const { state } = this.#lib.C_GetSessionInfo(session);
       const loggedIn = state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
       return loggedIn
-        ? { ok: true, detail: `token "${this.tokenLabel}" in slot ${this.slotId}: logged in` }
+        ? { ok: true, detail: `token "${this.tokenLabel}" in slot ${this.slotId}: logged in${this.#copyRefused ? `; ${this.#copyRefused}` : ''}` }
         : { ok: false, detail: `token "${this.tokenLabel}" in slot ${this.slotId}: not logged in` };
     } catch (e) {
       return { ok: false, detail: toYinxinError(e, 'C_OpenSession').message };
@@ -775,6 +853,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#copyCheck);
     await this.#dispatcher.close();
     try { this.#lib.C_CloseSession(this.#session); } catch { /* token gone: nothing to close */ }
     releaseModule(this.#loaded);
