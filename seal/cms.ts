@@ -73,18 +73,23 @@ function tagged(tagNumber: number, value: asn1js.BaseBlock[]): asn1js.Constructe
 }
 
 /**
- * Stamps `signature` (RFC 3161 Appendix A: the imprint is the hash of the signature value's
- * octets) and returns the token. Everything that can go wrong becomes 'time-not-available'.
+ * Asks the TSA to stamp a SHA-256 `imprint` and returns the granted token. Everything that can go
+ * wrong becomes 'time-not-available', whose message starts with `need` (what wanted the time).
  */
-export async function signatureTimeStamp(signature: Uint8Array, timeStamper: TimeStamper): Promise<Uint8Array> {
-  const query = quickTimeStampQuery(digest('SHA-256', [signature]), 'SHA-256');
+export async function timeStampImprint(imprint: Uint8Array, timeStamper: TimeStamper, need: string): Promise<Uint8Array> {
+  const query = quickTimeStampQuery(imprint, 'SHA-256');
   let reply: Uint8Array;
   try {
     reply = await timeStamper(query.der);
   } catch (e) {
-    throw new YinxinError('time-not-available', `the seal needs a signature time-stamp and the TSA failed: ${(e as Error).message}`, undefined, { cause: e });
+    throw new YinxinError('time-not-available', `${need} and the TSA failed: ${(e as Error).message}`, undefined, { cause: e });
   }
   return grantedTokenFor(query, reply);
+}
+
+/** Stamps `signature` (RFC 3161 Appendix A: the imprint is the hash of the signature value's octets). */
+export async function signatureTimeStamp(signature: Uint8Array, timeStamper: TimeStamper): Promise<Uint8Array> {
+  return timeStampImprint(digest('SHA-256', [signature]), timeStamper, 'the seal needs a signature time-stamp');
 }
 
 /**

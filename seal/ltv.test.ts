@@ -12,7 +12,7 @@ import t from 'tap';
 import { isYinxinError } from '../common/errors.ts';
 import { toPem } from '../common/pem.ts';
 import { sealPdf, type PadesInput } from './pades.ts';
-import { makeSealPki, run } from './test-support.ts';
+import { dssByQpdf, makeSealPki, run } from './test-support.ts';
 import { simplePdf, xrefStreamPdf } from './testing-pdfs.ts';
 import { verifyPdf } from './verify.ts';
 
@@ -25,19 +25,6 @@ const tsaCertificate = pki.tsaCertificate;
 
 function input(cred: typeof office, extra: Partial<PadesInput> = {}): PadesInput {
   return { ...cred, timeStamper: pki.timeStamper, clock: pki.clock, image: { kind: 'drawn', organization: '办公厅', sealName: '公章' }, level: 'B-LT', validationData: pki.validationData, ...extra };
-}
-
-interface QpdfObject { value?: unknown; stream?: { dict: Record<string, unknown>; data?: string } }
-
-/** The DSS as qpdf reads it: stream data of /Certs, /OCSPs, /CRLs and the VRI keys. */
-function dssByQpdf(path: string): { certs: Buffer[]; ocsps: Buffer[]; crls: Buffer[]; vri: string[] } {
-  const r = run('qpdf', ['--json=2', '--json-stream-data=inline', '--decode-level=none', path]);
-  const objects = (JSON.parse(r.out).qpdf[1]) as Record<string, QpdfObject>;
-  const trailer = objects.trailer.value as Record<string, string>;
-  const catalog = objects[`obj:${trailer['/Root']}`].value as Record<string, string>;
-  const dss = objects[`obj:${catalog['/DSS']}`].value as Record<string, unknown>;
-  const data = (key: string) => ((dss[key] ?? []) as string[]).map((ref) => Buffer.from(objects[`obj:${ref}`].stream!.data!, 'base64'));
-  return { certs: data('/Certs'), ocsps: data('/OCSPs'), crls: data('/CRLs'), vri: Object.keys(dss['/VRI'] as object).map((k) => k.slice(1)) };
 }
 
 /** SHA-1 of every signature's /Contents (upper-case hex), cut out with a regular expression. */

@@ -162,6 +162,19 @@ export function certificatesOfSignature(cms: Uint8Array): Uint8Array[] {
   }
 }
 
+/** The signer's certificate of a SignedData (a time-stamp token's TSA certificate): the one its SignerInfo's sid names. */
+export function signerCertificateOf(token: Uint8Array): Uint8Array | undefined {
+  try {
+    const sd = new pkijs.SignedData({ schema: pkijs.ContentInfo.fromBER(toArrayBuffer(token)).content });
+    const sid = sd.signerInfos[0]?.sid;
+    const cert = (sd.certificates ?? []).find((c): c is pkijs.Certificate => c instanceof pkijs.Certificate
+      && sid instanceof pkijs.IssuerAndSerialNumber && c.issuer.isEqual(sid.issuer) && c.serialNumber.isEqual(sid.serialNumber));
+    return cert ? new Uint8Array(cert.toSchema().toBER(false)) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Results kept by the bytes they were computed from (certificates and pre-signed responses repeat seal after seal). */
 function memo<T>(max: number): (key: Uint8Array[], compute: () => T) => T {
   const map = new Map<string, T>();
@@ -218,8 +231,26 @@ export async function collectValidationData(certificates: Uint8Array[], source: 
 }
 
 /**
+ * `leaf` and its issuers up to a self-signed certificate, found by name and signature among `pool`
+ * (DER); stops where no issuer is found (collectValidationData then says so).
+ */
+export function issuerChain(leaf: Uint8Array, pool: Uint8Array[]): Uint8Array[] {
+  const known = pool.flatMap((der) => { const x = x509(der); return x ? [x] : []; });
+  const out = [leaf];
+  let cert = x509(leaf);
+  while (cert && !selfSigned(cert) && out.length < 16) {
+    const issuer = issuerOf(cert, known);
+    if (!issuer) break;
+    out.push(new Uint8Array(issuer.raw));
+    cert = issuer;
+  }
+  return out;
+}
+
+/**
  * The incremental update that adds (or extends) the DSS with `data` and a VRI entry for the
- * signature whose /Contents string is `contents`. Returns the whole new file.
+ * signature (or document time-stamp) whose /Contents string is `contents`. Returns the whole new
+ * file. Certificates, responses and CRLs the DSS already holds are referred to, not added again.
  */
 export function appendDss(pdf: Uint8Array, contents: Uint8Array, data: ValidationData, time: Date): Uint8Array {
   const doc = PdfDocument.parse(pdf);
@@ -228,22 +259,37 @@ export function appendDss(pdf: Uint8Array, contents: Uint8Array, data: Validatio
   const dss = old instanceof PdfDict ? old.clone() : new PdfDict([['Type', new PdfName('DSS')]]);
   let next = doc.size;
   const objects: NewObject[] = [];
-  const streams = (items: Uint8Array[]) => items.map((data) => {
-    const ref = new PdfRef(next++, 0);
-    objects.push({ num: ref.num, gen: 0, body: { dict: new PdfDict(), data } });
-    return ref;
-  });
-  const certs = streams(data.certs);
-  const ocsps = streams(data.ocsps);
-  const crls = streams(data.crls);
-  const extend = (key: string, refs: PdfRef[]) => {
+  const keyOf = (key: string, bytes: Uint8Array) => `${key} ${createHash('sha256').update(bytes).digest('base64')}`;
+  const held = new Map<string, PdfRef>();
+  for (const key of ['Certs', 'OCSPs', 'CRLs']) {
     const before = doc.resolve(dss.get(key));
-    const merged = [...(Array.isArray(before) ? before : []), ...refs];
+    for (const item of Array.isArray(before) ? before : []) {
+      if (!(item instanceof PdfRef)) continue;
+      try {
+        const s = doc.resolve(item);
+        if (s instanceof PdfStream) held.set(keyOf(key, streamData(s)), item);
+      } catch { /* an unreadable entry is left where it is */ }
+    }
+  }
+  const streams = (key: string, items: Uint8Array[]) => {
+    const added: PdfRef[] = [];
+    const refs = items.map((data) => {
+      const known = held.get(keyOf(key, data));
+      if (known) return known;
+      const ref = new PdfRef(next++, 0);
+      objects.push({ num: ref.num, gen: 0, body: { dict: new PdfDict(), data } });
+      held.set(keyOf(key, data), ref);
+      added.push(ref);
+      return ref;
+    });
+    const before = doc.resolve(dss.get(key));
+    const merged = [...(Array.isArray(before) ? before : []), ...added];
     if (merged.length) dss.set(key, merged);
+    return refs;
   };
-  extend('Certs', certs);
-  extend('OCSPs', ocsps);
-  extend('CRLs', crls);
+  const certs = streams('Certs', data.certs);
+  const ocsps = streams('OCSPs', data.ocsps);
+  const crls = streams('CRLs', data.crls);
   const vriOld = doc.resolve(dss.get('VRI'));
   const vri = vriOld instanceof PdfDict ? vriOld.clone() : new PdfDict();
   const entry = new PdfDict([['Type', new PdfName('VRI')], ['Cert', certs]]);

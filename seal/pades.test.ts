@@ -12,7 +12,7 @@ import { isYinxinError } from '../common/errors.ts';
 import { toArrayBuffer } from '../common/pem.ts';
 import { CMS_OID } from './cms.ts';
 import { sealPdf, type PadesInput } from './pades.ts';
-import { makeSealPki, run } from './test-support.ts';
+import { makeSealPki, run, signaturesByRegex } from './test-support.ts';
 import { encryptedPdf, multiPagePdf, simplePdf, xrefStreamPdf } from './testing-pdfs.ts';
 
 const pki = await makeSealPki();
@@ -22,22 +22,6 @@ const finance = await pki.credential('seal/finance', '福州市财政局', '福�
 
 function input(cred: typeof office, org: string, extra: Partial<PadesInput> = {}): PadesInput {
   return { ...cred, timeStamper: pki.timeStamper, clock: pki.clock, image: { kind: 'drawn', organization: org, sealName: '公章' }, ...extra };
-}
-
-/** Byte ranges and CMS of every signature, read with regular expressions (not our parser). */
-function signatures(pdf: Uint8Array): Array<{ range: number[]; cms: Uint8Array; signed: Uint8Array }> {
-  const text = Buffer.from(pdf).toString('latin1');
-  const out = [];
-  for (const m of text.matchAll(/\/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]/g)) {
-    const range = m.slice(1, 5).map(Number);
-    const hex = text.slice(range[1] + 1, range[2] - 1);
-    const der = Buffer.from(hex, 'hex');
-    // Trailing zero padding: cut at the DER length.
-    const cms = new Uint8Array(der.subarray(0, asn1js.fromBER(toArrayBuffer(new Uint8Array(der))).offset));
-    const signed = Buffer.concat([pdf.subarray(range[0], range[0] + range[1]), pdf.subarray(range[2], range[2] + range[3])]);
-    out.push({ range, cms, signed: new Uint8Array(signed) });
-  }
-  return out;
 }
 
 function opensslVerify(name: string, sig: { cms: Uint8Array; signed: Uint8Array }) {
@@ -71,7 +55,7 @@ for (const [label, make] of variants) {
     t.equal(check.status, 0, check.out);
     t.match(check.out, /No syntax or stream encoding errors found/);
 
-    const sigs = signatures(second.pdf);
+    const sigs = signaturesByRegex(second.pdf);
     t.equal(sigs.length, 2);
     t.equal(sigs[1].range[2] + sigs[1].range[3], second.pdf.length, 'the last seal covers the whole file');
     for (const [i, s] of sigs.entries()) {
@@ -96,7 +80,7 @@ for (const [label, make] of variants) {
     const tamperedPath = pki.file(`${label}-tampered.pdf`, tampered);
     const bad = run('pdfsig', [tamperedPath]);
     t.notMatch(bad.out, /Signature is Valid/, bad.out);
-    for (const [i, s] of signatures(tampered).entries()) t.not(opensslVerify(`${label}-bad-${i}`, s).status, 0, 'openssl refuses');
+    for (const [i, s] of signaturesByRegex(tampered).entries()) t.not(opensslVerify(`${label}-bad-${i}`, s).status, 0, 'openssl refuses');
   });
 }
 

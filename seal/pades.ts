@@ -10,18 +10,20 @@
  *   - the page again with the widget added to /Annots, and the AcroForm with the field added and
  *     /SigFlags 3 (SignaturesExist | AppendOnly), s12.7.2;
  *   - a classic xref table, or an xref stream when the original's last section is one.
+ * (signature-field.ts writes the field, page, AcroForm and placeholders; this file the appearance.)
  * The CMS (cms.ts) has signing-certificate-v2, no signing-time (s5.4.3: /M carries the claimed
- * time) and the signature-time-stamp.
+ * time) and the signature-time-stamp. Levels B-LT (ltv.ts) and B-LTA (archive.ts) add updates after it.
  */
 import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
 import { SEAL_FONT, sealAppearanceStream } from './appearance.ts';
-import { appendUpdate, writeIncrement, type NewObject } from './increment.ts';
+import { addArchiveTimeStamp } from './archive.ts';
 import { pngToPdfImage } from './png.ts';
 import { findText, type TextBox } from './text.ts';
 import { appendDss, certificatesOfSignature, collectValidationData, type ValidationDataSource } from './ltv.ts';
 import { buildSignedData, digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
-import { PdfDict, PdfDocument, PdfName, PdfRef, PdfStream, PdfString, serialize, textString, type PdfObject } from './pdf.ts';
+import { PdfDict, PdfDocument, PdfName, PdfString, serialize, textString } from './pdf.ts';
+import { prepareSignature, UpdateObjects } from './signature-field.ts';
 
 export interface SealPlacement {
   /** 1-based page number (default: the last page). */
@@ -57,12 +59,17 @@ export interface PadesInput extends SealCredential {
   location?: string;
   /** Bytes reserved for the CMS in /Contents (default: the certificates' size plus 8 KiB). */
   reserve?: number;
-  /** B-LT adds a second incremental update with the DSS (ltv.ts); it needs `validationData`. Default B-T. */
+  /**
+   * B-LT adds a second incremental update with the DSS (ltv.ts); B-LTA then a document time-stamp
+   * and its validation data (archive.ts). Both need `validationData`. Default B-T.
+   */
   level?: PadesLevel;
   validationData?: ValidationDataSource;
 }
 
-export type PadesLevel = 'B-T' | 'B-LT';
+/** The PAdES baseline levels a seal can be made at (B-B never: a seal without a time-stamp is refused). */
+export const PADES_LEVELS = ['B-T', 'B-LT', 'B-LTA'] as const;
+export type PadesLevel = typeof PADES_LEVELS[number];
 
 export interface PadesResult {
   pdf: Uint8Array;
@@ -73,8 +80,6 @@ export interface PadesResult {
   byteRange: [number, number, number, number];
   level: PadesLevel;
 }
-
-const BYTE_RANGE_PLACEHOLDER = '[0 ********** ********** **********]';
 
 /** s7.9.4: D:YYYYMMDDHHmmSS+00'00' in UTC. */
 export function pdfDate(d: Date): string {
@@ -105,19 +110,6 @@ function drawImage(width: number, height: number, size: number): string {
   return `q ${serialize(w)} 0 0 ${serialize(h)} ${serialize((size - w) / 2)} ${serialize((size - h) / 2)} cm /Im1 Do Q`;
 }
 
-/** Signature field names already used in the AcroForm (to pick a fresh one). */
-function fieldNames(doc: PdfDocument, fields: PdfObject[]): Set<string> {
-  const names = new Set<string>();
-  for (const f of fields) {
-    const d = doc.resolve(f);
-    if (d instanceof PdfDict) {
-      const t = d.get('T');
-      if (t instanceof PdfString) names.add(t.text());
-    }
-  }
-  return names;
-}
-
 /**
  * Seals `pdf` and returns the new file: the original bytes followed by one incremental update.
  * Throws 'bad-request' (details.reason 'pdf-malformed' | 'pdf-encrypted'), 'validation-failed'
@@ -125,8 +117,8 @@ function fieldNames(doc: PdfDocument, fields: PdfObject[]): Set<string> {
  */
 export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<PadesResult> {
   const level = input.level ?? 'B-T';
-  if (level !== 'B-T' && level !== 'B-LT') throw new YinxinError('validation-failed', 'level must be B-T or B-LT', { field: 'level' });
-  if (level === 'B-LT' && !input.validationData) throw new YinxinError('config-invalid', 'B-LT sealing needs a source of OCSP responses and CRLs');
+  if (!PADES_LEVELS.includes(level)) throw new YinxinError('validation-failed', `level must be one of ${PADES_LEVELS.join(', ')}`, { field: 'level' });
+  if (level !== 'B-T' && !input.validationData) throw new YinxinError('config-invalid', `${level} sealing needs a source of OCSP responses and CRLs`);
   const doc = PdfDocument.parse(pdf);
   const pageCount = doc.pageCount();
   const anchor = input.placement?.anchor;
@@ -159,21 +151,8 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
     throw new YinxinError('validation-failed', `the seal (${x},${y} size ${size}) does not fit on page ${pageNo} (${page.mediaBox.join(' ')})`, { field: 'placement' });
   }
 
-  const catalog = doc.catalog;
-  const acroFormEntry = catalog.get('AcroForm');
-  const acroForm = acroFormEntry === undefined ? new PdfDict() : doc.dict(acroFormEntry, '/AcroForm').clone();
-  const oldFields = doc.resolve(acroForm.get('Fields'));
-  const fields = Array.isArray(oldFields) ? [...oldFields] : [];
-  const used = fieldNames(doc, fields);
-  let n = 1;
-  while (used.has(`Seal${n}`)) n++;
-  const fieldName = `Seal${n}`;
-
-  let next = doc.size;
-  const alloc = () => new PdfRef(next++, 0);
-  const objects: NewObject[] = [];
-  const sigRef = alloc();
-  const widgetRef = alloc();
+  const update = new UpdateObjects(doc);
+  const alloc = () => update.alloc();
   const apRef = alloc();
 
   // Appearance: a Form XObject the size of the widget.
@@ -184,19 +163,19 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
     const fontRef = alloc();
     const cidFontRef = alloc();
     const descriptorRef = alloc();
-    objects.push({ num: descriptorRef.num, gen: 0, body: serialize(new PdfDict([
+    update.add(descriptorRef, serialize(new PdfDict([
       ['Type', new PdfName('FontDescriptor')], ['FontName', new PdfName('STSong-Light')], ['Flags', 6],
       ['FontBBox', [-25, -254, 1000, 880]], ['ItalicAngle', 0], ['Ascent', 880], ['Descent', -120], ['CapHeight', 880], ['StemV', 93],
-    ])) });
-    objects.push({ num: cidFontRef.num, gen: 0, body: serialize(new PdfDict([
+    ])));
+    update.add(cidFontRef, serialize(new PdfDict([
       ['Type', new PdfName('Font')], ['Subtype', new PdfName('CIDFontType0')], ['BaseFont', new PdfName('STSong-Light')],
       ['CIDSystemInfo', new PdfDict([['Registry', new PdfString(Buffer.from('Adobe'))], ['Ordering', new PdfString(Buffer.from('GB1'))], ['Supplement', 2]])],
       ['FontDescriptor', descriptorRef], ['DW', 1000],
-    ])) });
-    objects.push({ num: fontRef.num, gen: 0, body: serialize(new PdfDict([
+    ])));
+    update.add(fontRef, serialize(new PdfDict([
       ['Type', new PdfName('Font')], ['Subtype', new PdfName('Type0')], ['BaseFont', new PdfName('STSong-Light')],
       ['Encoding', new PdfName('UniGB-UCS2-H')], ['DescendantFonts', [cidFontRef]],
-    ])) });
+    ])));
     apResources.set('Font', new PdfDict([[SEAL_FONT, fontRef]]));
     apContent = sealAppearanceStream({ organization: input.image.organization, sealName: input.image.sealName, size });
   } else if (input.image.kind === 'png') {
@@ -211,100 +190,59 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
     }
     if (image.alpha) {
       const maskRef = alloc();
-      objects.push({ num: maskRef.num, gen: 0, body: { dict: new PdfDict([
+      update.add(maskRef, { dict: new PdfDict([
         ['Type', new PdfName('XObject')], ['Subtype', new PdfName('Image')], ['Width', image.width], ['Height', image.height],
         ['ColorSpace', new PdfName('DeviceGray')], ['BitsPerComponent', 8], ['Filter', new PdfName('FlateDecode')],
-      ]), data: image.alpha } });
+      ]), data: image.alpha });
       dict.set('SMask', maskRef);
     }
-    objects.push({ num: imageRef.num, gen: 0, body: { dict, data: image.color } });
+    update.add(imageRef, { dict, data: image.color });
     apResources.set('XObject', new PdfDict([['Im1', imageRef]]));
     apContent = drawImage(image.width, image.height, size);
   } else {
     const { width, height, components } = jpegSize(input.image.bytes);
     const imageRef = alloc();
-    objects.push({ num: imageRef.num, gen: 0, body: { dict: new PdfDict([
+    update.add(imageRef, { dict: new PdfDict([
       ['Type', new PdfName('XObject')], ['Subtype', new PdfName('Image')], ['Width', width], ['Height', height],
       ['ColorSpace', new PdfName(components === 1 ? 'DeviceGray' : components === 4 ? 'DeviceCMYK' : 'DeviceRGB')],
       ['BitsPerComponent', 8], ['Filter', new PdfName('DCTDecode')],
-    ]), data: input.image.bytes } });
+    ]), data: input.image.bytes });
     apResources.set('XObject', new PdfDict([['Im1', imageRef]]));
     apContent = drawImage(width, height, size);
   }
-  objects.push({ num: apRef.num, gen: 0, body: { dict: new PdfDict([
+  update.add(apRef, { dict: new PdfDict([
     ['Type', new PdfName('XObject')], ['Subtype', new PdfName('Form')], ['BBox', bbox], ['Resources', apResources],
-  ]), data: new Uint8Array(Buffer.from(apContent, 'latin1')) } });
+  ]), data: new Uint8Array(Buffer.from(apContent, 'latin1')) });
 
-  // The signature field merged with its widget (s12.7.3.1): Print + Locked (F 132).
-  objects.push({ num: widgetRef.num, gen: 0, body: serialize(new PdfDict([
-    ['Type', new PdfName('Annot')], ['Subtype', new PdfName('Widget')], ['FT', new PdfName('Sig')], ['T', textString(fieldName)],
-    ['V', sigRef], ['P', page.ref], ['Rect', [x, y, x + size, y + size]], ['F', 132], ['AP', new PdfDict([['N', apRef]])],
-  ])) });
-
-  // The page with the widget in /Annots (an indirect /Annots array is rewritten in place of its own object).
-  const annotsEntry = page.dict.get('Annots');
-  const annots = doc.resolve(annotsEntry);
-  const newAnnots = [...(Array.isArray(annots) ? annots : []), widgetRef];
-  if (annotsEntry instanceof PdfRef && Array.isArray(annots)) {
-    objects.push({ num: annotsEntry.num, gen: annotsEntry.gen, body: serialize(newAnnots) });
-  } else {
-    const pageDict = page.dict.clone().set('Annots', newAnnots);
-    const pageObj = doc.resolve(page.ref);
-    if (pageObj instanceof PdfStream) throw new YinxinError('bad-request', 'a page object is a stream', { reason: 'pdf-malformed' });
-    objects.push({ num: page.ref.num, gen: page.ref.gen, body: serialize(pageDict) });
-  }
-
-  // The AcroForm with the new field; SigFlags 3 = SignaturesExist | AppendOnly (s12.7.2 table 219).
-  acroForm.set('Fields', [...fields, widgetRef]).set('SigFlags', 3);
-  if (acroFormEntry instanceof PdfRef) {
-    objects.push({ num: acroFormEntry.num, gen: acroFormEntry.gen, body: serialize(acroForm) });
-  } else {
-    const acroRef = alloc();
-    objects.push({ num: acroRef.num, gen: 0, body: serialize(acroForm) });
-    objects.push({ num: doc.catalogRef.num, gen: doc.catalogRef.gen, body: serialize(catalog.clone().set('AcroForm', acroRef)) });
-  }
-
-  // The signature dictionary, with placeholders patched once the offsets are known.
+  // The signature dictionary (s12.8.1); /M carries the claimed time (ETSI EN 319 142-1 s5.4.3).
   const certBytes = input.certificate.length + input.chain.reduce((a, c) => a + c.length, 0);
-  const reserve = input.reserve ?? certBytes + 8192;
-  const sigDict = new PdfDict([
+  const signature = new PdfDict([
     ['Type', new PdfName('Sig')], ['Filter', new PdfName('Adobe.PPKLite')], ['SubFilter', new PdfName('ETSI.CAdES.detached')],
-    ['ByteRange', new PdfName('__BYTERANGE__')], ['Contents', new PdfName('__CONTENTS__')],
     ['M', new PdfString(Buffer.from(pdfDate(input.clock.now()), 'latin1'))],
   ]);
-  if (input.name) sigDict.set('Name', textString(input.name));
-  if (input.reason) sigDict.set('Reason', textString(input.reason));
-  if (input.location) sigDict.set('Location', textString(input.location));
-  const sigText = serialize(sigDict)
-    .replace('/__BYTERANGE__', BYTE_RANGE_PLACEHOLDER)
-    .replace('/__CONTENTS__', `<${'0'.repeat(reserve * 2)}>`);
-  objects.push({ num: sigRef.num, gen: 0, body: sigText });
-
-  const update = writeIncrement(doc, objects, next);
-  const out = appendUpdate(pdf, update);
-
-  // Find the placeholders in the update only (never in the original bytes).
-  const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-  const brAt = buf.indexOf(BYTE_RANGE_PLACEHOLDER, pdf.length, 'latin1');
-  const contentsAt = buf.indexOf(`/Contents <${'0'.repeat(64)}`, pdf.length, 'latin1') + '/Contents '.length;
-  if (brAt < 0 || contentsAt < '/Contents '.length) throw new YinxinError('internal', 'signature placeholders not found');
-  const contentsEnd = contentsAt + reserve * 2 + 2;
-  const byteRange: [number, number, number, number] = [0, contentsAt, contentsEnd, out.length - contentsEnd];
-  const brText = `[${byteRange.join(' ')}]`.padEnd(BYTE_RANGE_PLACEHOLDER.length, ' ');
-  if (brText.length !== BYTE_RANGE_PLACEHOLDER.length) throw new YinxinError('internal', 'the byte range does not fit its placeholder');
-  buf.write(brText, brAt, 'latin1');
+  if (input.name) signature.set('Name', textString(input.name));
+  if (input.reason) signature.set('Reason', textString(input.reason));
+  if (input.location) signature.set('Location', textString(input.location));
+  const prepared = prepareSignature(pdf, update, {
+    prefix: 'Seal', page, rect: [x, y, x + size, y + size], appearance: apRef, signature, reserve: input.reserve ?? certBytes + 8192,
+  });
 
   const hash = sealHash(input.signer);
-  const documentDigest = digest(hash, [out.subarray(0, contentsAt), out.subarray(contentsEnd)]);
+  const documentDigest = digest(hash, prepared.signedParts);
   const cms = await buildSignedData({ ...input, hash, contentDigest: documentDigest });
-  if (cms.length > reserve) throw new YinxinError('internal', `the CMS (${cms.length} bytes) is larger than the space reserved (${reserve})`);
-  buf.write(Buffer.from(cms).toString('hex'), contentsAt + 1, 'latin1');
-  const result: PadesResult = { pdf: out, documentDigest: Buffer.from(documentDigest).toString('hex'), hash, fieldName, byteRange, level };
-  if (level === 'B-LT') {
+  prepared.fill(cms);
+  const result: PadesResult = {
+    pdf: prepared.pdf, documentDigest: Buffer.from(documentDigest).toString('hex'), hash, fieldName: prepared.fieldName, byteRange: prepared.byteRange, level,
+  };
+  if (level === 'B-LT' || level === 'B-LTA') {
     // ETSI EN 319 142-1 s5.4: the validation data goes into the DSS after the signature.
-    const data = await collectValidationData(certificatesOfSignature(cms), input.validationData!);
-    const contents = new Uint8Array(Buffer.from(buf.toString('latin1', contentsAt + 1, contentsEnd - 1), 'hex'));
-    result.pdf = appendDss(out, contents, data, input.clock.now());
+    const certificates = certificatesOfSignature(cms);
+    const data = await collectValidationData(certificates, input.validationData!);
+    result.pdf = appendDss(prepared.pdf, prepared.contents(), data, input.clock.now());
+    if (level === 'B-LTA') {
+      // s6.3 B-LTA: a document time-stamp over all of it, then its own validation data (archive.ts).
+      result.pdf = (await addArchiveTimeStamp(result.pdf, { timeStamper: input.timeStamper, validationData: input.validationData!, clock: input.clock, certificates })).pdf;
+    }
   }
   return result;
 }

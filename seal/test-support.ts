@@ -4,11 +4,12 @@
  * profile, and helpers to run the external validators (openssl, pdfsig, qpdf).
  */
 import { spawnSync } from 'node:child_process';
+import * as asn1js from 'asn1js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../common/clock.ts';
-import { toPem } from '../common/pem.ts';
+import { toArrayBuffer, toPem } from '../common/pem.ts';
 import { CertificateAuthority } from '../ca/authority.ts';
 import { CrlPublisher } from '../ca/crl-publisher.ts';
 import { ensureOcspSigners, OcspResponder } from '../ocsp/index.ts';
@@ -95,4 +96,40 @@ export async function makeSealPki(clock: Clock = systemClock): Promise<SealPki> 
 export function run(cmd: string, args: string[], input?: Uint8Array): { status: number | null; out: string } {
   const r = spawnSync(cmd, args, { input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+/**
+ * Byte ranges and the DER in /Contents of every signature and document time-stamp, read with
+ * regular expressions (not our parser): the DER cut at its own length (the rest is zero padding),
+ * the signed bytes are the two ranges joined, and `contents` is the whole /Contents string.
+ */
+export function signaturesByRegex(pdf: Uint8Array): Array<{ range: number[]; cms: Uint8Array; signed: Uint8Array; contents: Uint8Array }> {
+  const text = Buffer.from(pdf).toString('latin1');
+  const out = [];
+  for (const m of text.matchAll(/\/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]/g)) {
+    const range = m.slice(1, 5).map(Number);
+    const contents = new Uint8Array(Buffer.from(text.slice(range[1] + 1, range[2] - 1), 'hex'));
+    const cms = contents.slice(0, asn1js.fromBER(toArrayBuffer(contents)).offset);
+    const signed = Buffer.concat([pdf.subarray(range[0], range[0] + range[1]), pdf.subarray(range[2], range[2] + range[3])]);
+    out.push({ range, cms, signed: new Uint8Array(signed), contents });
+  }
+  return out;
+}
+
+interface QpdfObject { value?: unknown; stream?: { dict: Record<string, unknown>; data?: string } }
+
+/**
+ * The DSS as qpdf reads it (its JSON, not our parser): the stream data of /Certs, /OCSPs and /CRLs,
+ * and each VRI entry's (keyed by upper-case hex) certificates, OCSP responses and CRLs.
+ */
+export function dssByQpdf(path: string): { certs: Buffer[]; ocsps: Buffer[]; crls: Buffer[]; vri: string[]; vriEntries: Record<string, { certs: Buffer[]; ocsps: Buffer[]; crls: Buffer[] }> } {
+  const r = run('qpdf', ['--json=2', '--json-stream-data=inline', '--decode-level=none', path]);
+  const objects = (JSON.parse(r.out).qpdf[1]) as Record<string, QpdfObject>;
+  const trailer = objects.trailer.value as Record<string, string>;
+  const catalog = objects[`obj:${trailer['/Root']}`].value as Record<string, string>;
+  const dss = objects[`obj:${catalog['/DSS']}`].value as Record<string, unknown>;
+  const data = (refs: unknown) => ((refs ?? []) as string[]).map((ref) => Buffer.from(objects[`obj:${ref}`].stream!.data!, 'base64'));
+  const vri = dss['/VRI'] as Record<string, Record<string, unknown>>;
+  const vriEntries = Object.fromEntries(Object.entries(vri).map(([k, e]) => [k.slice(1), { certs: data(e['/Cert']), ocsps: data(e['/OCSP']), crls: data(e['/CRL']) }]));
+  return { certs: data(dss['/Certs']), ocsps: data(dss['/OCSPs']), crls: data(dss['/CRLs']), vri: Object.keys(vriEntries), vriEntries };
 }

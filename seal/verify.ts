@@ -7,6 +7,11 @@
  * signature-time-stamp and its TSA, the seal's identity (organization, credit code, seal name,
  * kind when the registry knows it), and for PDFs whether the document changed after the seal and
  * how (ISO 32000-1 s12.8.2.2 lets later incremental updates add signatures and form data).
+ * Document time-stamps (/DocTimeStamp, /SubFilter /ETSI.RFC3161, ISO 32000-2 s12.8.5) are
+ * reported apart from the seals: the token over the byte ranges, its TSA, the TSA certificate's
+ * status (the appliance's lookup, else the DSS) and which seals it covers; a B-LT seal that a
+ * valid document time-stamp covers, with its validation data in the DSS under that time-stamp,
+ * is B-LTA (ETSI EN 319 142-1 s6.3).
  * Returns structured JSON and a readable summary. Signatures are checked with node:crypto; the
  * chain with pkijs' engine given node's WebCrypto explicitly.
  */
@@ -17,7 +22,7 @@ import { toArrayBuffer } from '../common/pem.ts';
 import { hashNameFromOid, OID } from '../hsm/algorithms.ts';
 import { verifyTimeStampToken } from '../tsa/client.ts';
 import { CMS_OID, digest } from './cms.ts';
-import { readDss, revocationFromDss, vriKey, type DssContent, type DssRevocation } from './ltv.ts';
+import { certificatesOfSignature, readDss, revocationFromDss, signerCertificateOf, vriKey, type DssContent, type DssRevocation } from './ltv.ts';
 import { PdfDict, PdfDocument, PdfRef, PdfStream, PdfString, serialize, type PdfObject } from './pdf.ts';
 import type { HashName } from '../hsm/signer.ts';
 
@@ -47,11 +52,30 @@ export interface SignatureReport {
   chain: { ok: boolean; detail: string };
   revocation: { status: 'good' | 'revoked-before-signing' | 'revoked-after-signing' | 'suspended' | 'unknown'; at?: string; source?: 'appliance' | 'dss-ocsp' | 'dss-crl' };
   timestamp: { ok: boolean; genTime?: string; tsa?: string; detail?: string };
-  /** PAdES / CAdES baseline level reached: B-B (no valid time-stamp), B-T, B-LT (the DSS proves the seal's and the TSA's certificate status). */
-  level?: 'B-B' | 'B-T' | 'B-LT';
-  /** What the PDF's DSS holds for this seal (PDFs with a DSS only). */
-  ltv?: { vri: boolean; signer?: DssRevocation; tsa?: DssRevocation };
+  /**
+   * PAdES / CAdES baseline level reached: B-B (no valid time-stamp), B-T, B-LT (the DSS proves the
+   * seal's and the TSA's certificate status), B-LTA (and a valid document time-stamp covers that DSS).
+   */
+  level?: 'B-B' | 'B-T' | 'B-LT' | 'B-LTA';
+  /** What the PDF's DSS holds for this seal (PDFs with a DSS only), and the document time-stamp that archives it. */
+  ltv?: { vri: boolean; signer?: DssRevocation; tsa?: DssRevocation; archiveTimestamp?: { field: string; genTime: string } };
   claimedTime?: string;
+  changesAfter?: ChangeKind;
+  errors: string[];
+}
+
+/** A document time-stamp (ISO 32000-2 s12.8.5): not a seal, a TSA's proof that the bytes it covers existed at genTime. */
+export interface DocumentTimestampReport {
+  field: string;
+  valid: boolean;
+  integrity: { byteRange?: number[]; byteRangeOk?: boolean; coversWholeFile?: boolean; digestOk: boolean };
+  timestamp: { ok: boolean; genTime?: string; tsa?: string; serialNumber?: string; policy?: string; detail?: string };
+  /** The TSA certificate's status at genTime: the appliance's lookup, else the DSS. */
+  revocation: SignatureReport['revocation'];
+  /** Whether a VRI entry names this time-stamp, and what the DSS says about its TSA certificate. */
+  ltv?: { vri: boolean; tsa?: DssRevocation };
+  /** The seals (field names) whose revisions it covers. */
+  covers: string[];
   changesAfter?: ChangeKind;
   errors: string[];
 }
@@ -60,7 +84,16 @@ export interface VerificationReport {
   valid: boolean;
   kind: 'pdf' | 'cades';
   signatures: SignatureReport[];
+  /** PDFs: the document time-stamps (B-LTA archive time-stamps), in file order. */
+  documentTimestamps?: DocumentTimestampReport[];
   summary: string;
+}
+
+/** A valid document time-stamp as the seals before it see it: the DSS it covers. */
+interface ArchiveEvidence {
+  field: string;
+  genTime: string;
+  dss: DssContent;
 }
 
 const attrNames: Record<string, string> = {
@@ -81,7 +114,8 @@ const nodeHash: Record<string, string> = { 'SHA-256': 'sha256', 'SHA-384': 'sha3
  * Verifies one CMS SignedData over content given as parts (PDF byte ranges) or whole (a file).
  * Never throws for a bad signature: the report says what failed.
  */
-export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[], options: SealVerifyOptions, dss?: { content: DssContent; vri: boolean }): Promise<SignatureReport> {
+export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[], options: SealVerifyOptions,
+  dss?: { content: DssContent; vri: boolean; archives?: ArchiveEvidence[] }): Promise<SignatureReport> {
   const report: SignatureReport = {
     valid: false, integrity: { digestOk: false }, signatureOk: false, signingCertificateOk: false,
     chain: { ok: false, detail: 'not checked' }, revocation: { status: 'unknown' }, timestamp: { ok: false }, errors: [],
@@ -177,7 +211,7 @@ export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[]
         intermediates: [...(options.intermediates ?? []), ...certs.map((c) => new Uint8Array(c.toSchema().toBER(false)))],
       });
       signingTime = ts.genTime;
-      tsaCertificate = timeStampSigner(new Uint8Array(tokenAttr.toBER(false)));
+      tsaCertificate = signerCertificateOf(new Uint8Array(tokenAttr.toBER(false)));
       report.timestamp = { ok: true, genTime: ts.genTime.toISOString(), tsa: ts.signer };
     } catch (e) {
       report.timestamp = { ok: false, detail: (e as Error).message };
@@ -213,37 +247,42 @@ export async function verifySignedData(cmsDer: Uint8Array, content: Uint8Array[]
     const tsa = tsaCertificate ? revocationFromDss(tsaCertificate, dss.content, known) : undefined;
     report.ltv = { vri: dss.vri, ...(signer ? { signer } : {}), ...(tsa ? { tsa } : {}) };
     if (report.timestamp.ok && signer && tsa && signer.status !== 'unknown' && tsa.status !== 'unknown') report.level = 'B-LT';
+    // B-LTA: a valid document time-stamp after this seal covers a DSS that already proves both statuses.
+    const archive = report.level === 'B-LT' && tsaCertificate ? dss.archives?.find((a) => {
+      const s = revocationFromDss(signerDer, a.dss, known);
+      const t = revocationFromDss(tsaCertificate, a.dss, known);
+      return s && t && s.status !== 'unknown' && t.status !== 'unknown';
+    }) : undefined;
+    if (archive) {
+      report.level = 'B-LTA';
+      report.ltv.archiveTimestamp = { field: archive.field, genTime: archive.genTime };
+    }
     if (status.status === 'unknown' && signer && signer.status !== 'unknown') {
       status = signer.status === 'good' ? { status: 'good' } : { status: 'revoked', at: new Date(signer.revokedAt ?? signer.issuedAt) };
       source = signer.source === 'ocsp' ? 'dss-ocsp' : 'dss-crl';
     }
   }
-  const from = source ? { source } : {};
-  if (status.status === 'good') report.revocation = { status: 'good', ...from };
-  else if (status.status === 'unknown') report.revocation = { status: 'unknown' };
-  else if (status.status === 'suspended') {
-    report.revocation = { status: 'suspended', at: status.at.toISOString(), ...from };
-    if (status.at <= checkDate) report.errors.push('the seal certificate was suspended when the seal was made');
-  } else if (status.at <= checkDate) {
-    report.revocation = { status: 'revoked-before-signing', at: status.at.toISOString(), ...from };
-    report.errors.push(`the seal certificate was revoked at ${status.at.toISOString()}, before the seal was made`);
-  } else report.revocation = { status: 'revoked-after-signing', at: status.at.toISOString(), ...from };
+  report.revocation = judgeRevocation(status, source, checkDate, { certificate: 'the seal certificate', made: 'the seal' }, report.errors);
 
   report.valid = report.errors.length === 0;
   return report;
 }
 
-/** The TSA certificate of a time-stamp token: the certificate its SignerInfo's sid names. */
-function timeStampSigner(token: Uint8Array): Uint8Array | undefined {
-  try {
-    const sd = new pkijs.SignedData({ schema: pkijs.ContentInfo.fromBER(toArrayBuffer(token)).content });
-    const sid = sd.signerInfos[0]?.sid;
-    const cert = (sd.certificates ?? []).find((c): c is pkijs.Certificate => c instanceof pkijs.Certificate
-      && sid instanceof pkijs.IssuerAndSerialNumber && c.issuer.isEqual(sid.issuer) && c.serialNumber.isEqual(sid.serialNumber));
-    return cert ? new Uint8Array(cert.toSchema().toBER(false)) : undefined;
-  } catch {
-    return undefined;
+/** The revocation verdict at `checkDate` (when the seal or time-stamp was made); a status that voids it adds an error. */
+function judgeRevocation(status: RevocationAnswer, source: SignatureReport['revocation']['source'], checkDate: Date,
+  what: { certificate: string; made: string }, errors: string[]): SignatureReport['revocation'] {
+  const from = source ? { source } : {};
+  if (status.status === 'good') return { status: 'good', ...from };
+  if (status.status === 'unknown') return { status: 'unknown' };
+  if (status.status === 'suspended') {
+    if (status.at <= checkDate) errors.push(`${what.certificate} was suspended when ${what.made} was made`);
+    return { status: 'suspended', at: status.at.toISOString(), ...from };
   }
+  if (status.at <= checkDate) {
+    errors.push(`${what.certificate} was revoked at ${status.at.toISOString()}, before ${what.made} was made`);
+    return { status: 'revoked-before-signing', at: status.at.toISOString(), ...from };
+  }
+  return { status: 'revoked-after-signing', at: status.at.toISOString(), ...from };
 }
 
 /** Signature fields with a value, walking /Fields and /Kids (s12.7.3.1). */
@@ -274,7 +313,7 @@ function signatureFields(doc: PdfDocument): Array<{ name: string; sig: PdfDict }
   return out;
 }
 
-const ALLOWED_NEW_TYPES = new Set(['Sig', 'XObject', 'Font', 'FontDescriptor', 'Encoding']);
+const ALLOWED_NEW_TYPES = new Set(['Sig', 'DocTimeStamp', 'XObject', 'Font', 'FontDescriptor', 'Encoding']);
 /** What a DSS update (B-LT, ltv.ts) and any revision's bookkeeping add. */
 const VALIDATION_DATA_TYPES = new Set(['DSS', 'VRI', 'XRef', 'ObjStm']);
 
@@ -348,7 +387,78 @@ function changesAfter(doc: PdfDocument, end: number): ChangeKind {
   return worst;
 }
 
-/** Verifies every seal of a PDF. Throws only for an unreadable or encrypted file. */
+/** A signature dictionary's /ByteRange and /Contents, checked against the file (s12.8.1). */
+function signedRange(pdf: Uint8Array, sig: PdfDict): { range: number[]; byteRangeOk: boolean; contents: PdfString; der: Uint8Array } | undefined {
+  const br = sig.get('ByteRange');
+  const contents = sig.get('Contents');
+  const range = Array.isArray(br) && br.length === 4 && br.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0) ? br as number[] : undefined;
+  if (!range || !(contents instanceof PdfString)) return undefined;
+  const [a, b, c, d] = range;
+  // The range starts at 0, skips exactly the /Contents hex string, and stays in the file.
+  const byteRangeOk = a === 0 && b < c && c + d <= pdf.length && pdf[b] === 0x3c && pdf[c - 1] === 0x3e
+    && /^[0-9a-fA-F]*$/.test(Buffer.from(pdf.subarray(b + 1, c - 1)).toString('latin1'));
+  let der = contents.bytes;
+  try {
+    const parsed = asn1js.fromBER(toArrayBuffer(der));
+    if (parsed.offset > 0) der = der.subarray(0, parsed.offset); // the zero padding after the DER
+  } catch { /* reported by the verifier */ }
+  return { range, byteRangeOk, contents, der };
+}
+
+function isDocumentTimestamp(sig: PdfDict): boolean {
+  return sig.name('Type') === 'DocTimeStamp' || sig.name('SubFilter') === 'ETSI.RFC3161';
+}
+
+/** One document time-stamp: the token over the byte ranges, its TSA and the TSA certificate's status. */
+async function verifyDocumentTimestamp(doc: PdfDocument, field: string, sig: PdfDict, options: SealVerifyOptions, dss: DssContent | undefined): Promise<DocumentTimestampReport> {
+  const pdf = doc.bytes;
+  const report: DocumentTimestampReport = { field, valid: false, integrity: { digestOk: false }, timestamp: { ok: false }, revocation: { status: 'unknown' }, covers: [], errors: [] };
+  const signed = signedRange(pdf, sig);
+  if (!signed) {
+    report.errors.push('the document time-stamp has no usable /ByteRange or /Contents');
+    return report;
+  }
+  const [, b, c, d] = signed.range;
+  report.integrity = { byteRange: signed.range, byteRangeOk: signed.byteRangeOk, coversWholeFile: c + d === pdf.length, digestOk: false };
+  if (!signed.byteRangeOk) {
+    report.errors.push('the /ByteRange does not cover the file except /Contents');
+    return report;
+  }
+  if (sig.name('SubFilter') !== 'ETSI.RFC3161') report.errors.push(`a document time-stamp has /SubFilter /ETSI.RFC3161, not ${sig.name('SubFilter')}`);
+  const tokenCertificates = (() => { try { return certificatesOfSignature(signed.der); } catch { return []; } })();
+  let genTime: Date | undefined;
+  try {
+    const ts = await verifyTimeStampToken(signed.der, Buffer.concat([pdf.subarray(0, b), pdf.subarray(c, c + d)]), {
+      trustAnchors: options.trustAnchors,
+      // The TSA's issuers travel in the DSS (archive.ts puts them there).
+      intermediates: [...(options.intermediates ?? []), ...(dss?.certs ?? [])],
+    });
+    genTime = ts.genTime;
+    report.integrity.digestOk = true;
+    report.timestamp = { ok: true, genTime: ts.genTime.toISOString(), tsa: ts.signer, serialNumber: ts.serialNumber, policy: ts.policy };
+  } catch (e) {
+    report.timestamp = { ok: false, detail: (e as Error).message };
+    report.errors.push(`the document time-stamp does not verify: ${(e as Error).message}`);
+  }
+  const tsaCertificate = signerCertificateOf(signed.der);
+  let status: RevocationAnswer = tsaCertificate ? options.statusOf?.(tsaCertificate) ?? { status: 'unknown' } : { status: 'unknown' };
+  let source: SignatureReport['revocation']['source'] = status.status === 'unknown' ? undefined : 'appliance';
+  if (dss) {
+    const tsa = tsaCertificate ? revocationFromDss(tsaCertificate, dss, tokenCertificates) : undefined;
+    report.ltv = { vri: dss.vri.has(vriKey(signed.contents.bytes)), ...(tsa ? { tsa } : {}) };
+    if (status.status === 'unknown' && tsa && tsa.status !== 'unknown') {
+      status = tsa.status === 'good' ? { status: 'good' } : { status: 'revoked', at: new Date(tsa.revokedAt ?? tsa.issuedAt) };
+      source = tsa.source === 'ocsp' ? 'dss-ocsp' : 'dss-crl';
+    }
+  }
+  report.revocation = judgeRevocation(status, source, genTime ?? options.now ?? new Date(), { certificate: 'the TSA certificate', made: 'the document time-stamp' }, report.errors);
+  report.changesAfter = changesAfter(doc, c + d);
+  if (report.changesAfter === 'content-modified') report.errors.push('the document was changed after this time-stamp (not only signatures or validation data were added)');
+  report.valid = report.errors.length === 0;
+  return report;
+}
+
+/** Verifies every seal and document time-stamp of a PDF. Throws only for an unreadable or encrypted file. */
 export async function verifyPdf(pdf: Uint8Array, options: SealVerifyOptions): Promise<VerificationReport> {
   const doc = PdfDocument.parse(pdf);
   const fields = signatureFields(doc);
@@ -358,28 +468,38 @@ export async function verifyPdf(pdf: Uint8Array, options: SealVerifyOptions): Pr
   } catch {
     dss = undefined; // an unreadable DSS is no validation data; the seals are still checked
   }
+  const documentTimestamps: DocumentTimestampReport[] = [];
+  const archives: Array<ArchiveEvidence & { from: number }> = [];
+  for (const { name, sig } of fields.filter((f) => isDocumentTimestamp(f.sig))) {
+    const report = await verifyDocumentTimestamp(doc, name, sig, options, dss);
+    documentTimestamps.push(report);
+    const [, b, c, d] = report.integrity.byteRange ?? [];
+    if (!report.valid || !report.timestamp.genTime) continue;
+    // The DSS as it stood when time-stamped: the revision the time-stamp closes.
+    let covered: DssContent | undefined;
+    try {
+      covered = c + d === pdf.length ? dss : readDss(PdfDocument.parse(pdf.subarray(0, c + d)));
+    } catch {
+      covered = undefined;
+    }
+    if (covered) archives.push({ field: name, genTime: report.timestamp.genTime, dss: covered, from: b });
+  }
+
   const signatures: SignatureReport[] = [];
-  for (const { name, sig } of fields) {
-    const br = sig.get('ByteRange');
-    const contents = sig.get('Contents');
-    const range = Array.isArray(br) && br.length === 4 && br.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0) ? br as number[] : undefined;
-    if (!range || !(contents instanceof PdfString)) {
+  for (const { name, sig } of fields.filter((f) => !isDocumentTimestamp(f.sig))) {
+    const signed = signedRange(pdf, sig);
+    if (!signed) {
       signatures.push({ field: name, valid: false, integrity: { digestOk: false }, signatureOk: false, signingCertificateOk: false, chain: { ok: false, detail: 'not checked' },
         revocation: { status: 'unknown' }, timestamp: { ok: false }, errors: ['the signature dictionary has no usable /ByteRange or /Contents'] });
       continue;
     }
-    const [a, b, c, d] = range;
+    const { range, byteRangeOk } = signed;
+    const [, b, c, d] = range;
     const end = c + d;
-    // s12.8.1: the range starts at 0, skips exactly the /Contents hex string, and stays in the file.
-    const byteRangeOk = a === 0 && b < c && end <= pdf.length && pdf[b] === 0x3c && pdf[c - 1] === 0x3e
-      && /^[0-9a-fA-F]*$/.test(Buffer.from(pdf.subarray(b + 1, c - 1)).toString('latin1'));
-    let cms = contents.bytes;
-    try {
-      const parsed = asn1js.fromBER(toArrayBuffer(cms));
-      if (parsed.offset > 0) cms = cms.subarray(0, parsed.offset);
-    } catch { /* reported by verifySignedData */ }
     const report = byteRangeOk
-      ? await verifySignedData(cms, [pdf.subarray(0, b), pdf.subarray(c, end)], options, dss && { content: dss, vri: dss.vri.has(vriKey(contents.bytes)) })
+      ? await verifySignedData(signed.der, [pdf.subarray(0, b), pdf.subarray(c, end)], options, dss && {
+        content: dss, vri: dss.vri.has(vriKey(signed.contents.bytes)), archives: archives.filter((a) => a.from >= end),
+      })
       : { valid: false, integrity: { digestOk: false }, signatureOk: false, signingCertificateOk: false, chain: { ok: false, detail: 'not checked' },
         revocation: { status: 'unknown' as const }, timestamp: { ok: false }, errors: ['the /ByteRange does not cover the file except /Contents'] };
     report.field = name;
@@ -396,11 +516,12 @@ export async function verifyPdf(pdf: Uint8Array, options: SealVerifyOptions): Pr
         report.errors.push('the document was changed after this seal (not only signatures or form data were added)');
         report.valid = false;
       }
+      for (const ts of documentTimestamps) if (ts.integrity.byteRangeOk && ts.integrity.byteRange![1] >= end) ts.covers.push(name);
     }
     signatures.push(report);
   }
-  const valid = signatures.length > 0 && signatures.every((s) => s.valid);
-  return { valid, kind: 'pdf', signatures, summary: summarize('PDF', signatures) };
+  const valid = signatures.length > 0 && signatures.every((s) => s.valid) && documentTimestamps.every((t) => t.valid);
+  return { valid, kind: 'pdf', signatures, documentTimestamps, summary: summarize('PDF', signatures, documentTimestamps) };
 }
 
 /** Verifies a file against its detached .p7s. */
@@ -409,8 +530,8 @@ export async function verifyDetached(content: Uint8Array, p7s: Uint8Array, optio
   return { valid: report.valid, kind: 'cades', signatures: [report], summary: summarize('file', [report]) };
 }
 
-function summarize(what: string, signatures: SignatureReport[]): string {
-  if (signatures.length === 0) return `The ${what} carries no seal.`;
+function summarize(what: string, signatures: SignatureReport[], documentTimestamps: DocumentTimestampReport[] = []): string {
+  if (signatures.length === 0 && documentTimestamps.length === 0) return `The ${what} carries no seal.`;
   const lines = signatures.map((s, i) => {
     const who = s.seal ? `${s.seal.organization} / ${s.seal.name} (${s.seal.kind})` : s.signer ? `${s.signer.organization ?? ''} / ${s.signer.commonName ?? s.signer.subject}` : 'unknown signer';
     const when = s.timestamp.genTime ? `time-stamped ${s.timestamp.genTime} by ${s.timestamp.tsa}` : 'no valid time-stamp';
@@ -419,7 +540,16 @@ function summarize(what: string, signatures: SignatureReport[]): string {
     const revocation = `revocation ${s.revocation.status}${s.revocation.source ? ` (${s.revocation.source})` : ''}`;
     return `Seal ${i + 1}${s.field ? ` (${s.field})` : ''}: ${s.valid ? 'VALID' : 'INVALID'}${level} — ${who}, ${when}, ${revocation}${change}${s.errors.length ? `. Problems: ${s.errors.join('; ')}` : ''}`;
   });
-  return [`${signatures.every((s) => s.valid) ? 'All' : 'Not all'} ${signatures.length} seal(s) of the ${what} are valid.`, ...lines].join('\n');
+  const stamps = documentTimestamps.map((t, i) => {
+    const when = t.timestamp.genTime ? `time-stamped ${t.timestamp.genTime} by ${t.timestamp.tsa}` : 'no valid time-stamp';
+    const covers = t.covers.length ? `covering ${t.covers.join(', ')}` : 'covering no seal';
+    const revocation = `TSA certificate ${t.revocation.status}${t.revocation.source ? ` (${t.revocation.source})` : ''}`;
+    const change = t.changesAfter && t.changesAfter !== 'none' ? `; changed afterwards: ${t.changesAfter}` : '';
+    return `Document time-stamp ${i + 1} (${t.field}): ${t.valid ? 'VALID' : 'INVALID'} — ${when}, ${covers}, ${revocation}${change}${t.errors.length ? `. Problems: ${t.errors.join('; ')}` : ''}`;
+  });
+  const allValid = signatures.length > 0 && signatures.every((s) => s.valid) && documentTimestamps.every((t) => t.valid);
+  const counted = documentTimestamps.length ? `${signatures.length} seal(s) and ${documentTimestamps.length} document time-stamp(s)` : `${signatures.length} seal(s)`;
+  return [`${allValid ? 'All' : 'Not all'} ${counted} of the ${what} are valid.`, ...lines, ...stamps].join('\n');
 }
 
 /** Certificate status from yinxin's CA store, for statusOf. */
