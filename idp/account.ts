@@ -16,6 +16,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AuditLog } from '../audit/types.ts';
 import { YinxinError } from '../common/errors.ts';
 import type { OidcStorage } from './adapter.ts';
 import type { Directory } from './directory.ts';
@@ -28,6 +29,7 @@ export interface AccountRouteOptions {
   provider: OidcProvider;
   storage: OidcStorage;
   directory: Directory;
+  audit: AuditLog;
   issuer: string;
   /** Secret for the forms' CSRF tokens (one of the provider's cookie keys). */
   csrfKey: string;
@@ -58,14 +60,11 @@ export async function accountRoutes(app: FastifyInstance, o: AccountRouteOptions
       applications: s.applications.filter((c) => c !== ACCOUNT_CLIENT_ID).map((c) => (c === CAS_CLIENT_ID ? 'CAS' : directory.getApplication(c)?.name ?? c)),
     }));
 
-  const end = async (req: FastifyRequest, accountId: string, uid?: string): Promise<string[]> => {
-    const ended = await endSessions(o, accountId, uid === undefined ? undefined : { uid });
-    await directory.auditEvent({
-      actor: `user:${accountId}`, action: 'idp.session.revoke', object: `user:${accountId}`, outcome: ended.length || uid === undefined ? 'success' : 'failure', requestId: req.id,
-      details: { by: 'self', sessions: ended, ...(uid !== undefined && !ended.length ? { reason: 'not-own-session', uid } : {}) },
-    });
-    return ended;
-  };
+  // The sessions ended and the audit record (a failure when `uid` is not one of the user's sessions) are one transaction.
+  const end = (req: FastifyRequest, accountId: string, uid?: string): Promise<string[]> => endSessions(o, accountId, uid === undefined ? undefined : { uid }, (ended) => ({
+    actor: `user:${accountId}`, action: 'idp.session.revoke', object: `user:${accountId}`, outcome: ended.length || uid === undefined ? 'success' : 'failure', requestId: req.id,
+    details: { by: 'self', sessions: ended, ...(uid !== undefined && !ended.length ? { reason: 'not-own-session', uid } : {}) },
+  }));
 
   app.get<{ Querystring: { lang?: string; ended?: string } }>(BASE, { schema: { hide: true } }, async (req, reply) => {
     const session = await sessionOf(req, reply);
@@ -138,6 +137,7 @@ export async function accountRoutes(app: FastifyInstance, o: AccountRouteOptions
 }
 
 function methodOf(lang: Lang, s: SessionSummary): string {
+  if (s.amr?.includes('otp') && s.amr.includes('pop')) return t(lang, 'methodCertificateMfa');
   if (s.acr === ACR.mfa || s.amr?.includes('otp')) return t(lang, 'methodMfa');
   if (s.acr === ACR.certificate) return t(lang, 'methodCertificate');
   if (s.acr === ACR.password) return t(lang, 'methodPassword');

@@ -16,10 +16,16 @@
  *
  * Ending a session: oidc-provider destroys a Session both when it ends and when it renews the
  * session's id at sign-in (Session.resetIdentifier: same uid, new id), so its destroy() says
- * nothing about the session ending. yinxin's own code ends sessions through storage.destroy()
- * (sessions.ts), and only that path tells the onSessionEnd listeners (CAS single logout).
+ * nothing about the session ending. yinxin's own code ends sessions through endSession() of
+ * storage.transaction() (sessions.ts) or storage.destroy(), and only those paths tell the
+ * onSessionEnd listeners (CAS single logout).
+ *
+ * Besides oidc-provider's models, yinxin keeps entries of its own here that live and expire with
+ * an oidc-provider entry (the pending second-factor step of an Interaction, second-factor.ts), so
+ * the same expiry sweep covers them.
  */
-import type { Store, Table } from '../store/store.ts';
+import type { AuditInput, AuditLog } from '../audit/types.ts';
+import type { Store, Table, Tx } from '../store/store.ts';
 import type { Clock } from '../common/clock.ts';
 
 export interface AdapterPayload {
@@ -45,6 +51,28 @@ export interface OidcAdapter {
   revokeByGrantId(grantId: string): Promise<void>;
 }
 
+/**
+ * The entries, inside a store transaction the caller also writes to (an audit record, a user):
+ * what lets a change here and its audit record be one transaction.
+ */
+export interface OidcEntriesTx {
+  /** The payload, unless absent or expired. */
+  get(model: string, id: string): AdapterPayload | undefined;
+  /** When the entry expires (epoch ms), unless absent or expired. */
+  expiresAt(model: string, id: string): number | undefined;
+  /** Writes an entry that expires at `expiresAt` (epoch ms). */
+  put(model: string, id: string, payload: AdapterPayload, expiresAt: number): void;
+  remove(model: string, id: string): void;
+  /** The Session whose uid is `uid` (its storage id and payload), unless absent or expired. */
+  sessionByUid(uid: string): { id: string; payload: AdapterPayload } | undefined;
+  /**
+   * Ends a session: removes it, and every entry (codes, tokens) and the Grant of each application
+   * in it. onSessionEnd listeners are told after the transaction commits. Returns the payload
+   * removed, or undefined when there was none.
+   */
+  endSession(id: string): AdapterPayload | undefined;
+}
+
 export class OidcStorage {
   readonly #store: Store;
   readonly #clock: Clock;
@@ -54,6 +82,7 @@ export class OidcStorage {
   readonly #grants: Table<number>;
   readonly #expiry: Table<number>;
   readonly #sessionEndListeners: Array<(session: { uid: string; accountId?: string }) => void> = [];
+  #providerSessionEnds: { audit: AuditLog; recordFor: (id: string) => ((session: AdapterPayload) => AuditInput | undefined) | undefined } | undefined;
   /** Answers the Client model (clients come from the directory). */
   readonly #clients: (id: string) => Promise<AdapterPayload | undefined>;
 
@@ -82,9 +111,30 @@ export class OidcStorage {
       async findByUserCode(userCode: string) { return storage.findByRef(storage.userCodeRef(userCode)); }
       async findByUid(uid: string) { return storage.findByRef(storage.uidRef(uid)); }
       consume(id: string) { return storage.consume(this.model, id); }
-      async destroy(id: string) { await storage.#store.transaction((tx) => storage.#remove(tx, this.model, id)); }
+      destroy(id: string) { return storage.#destroyForProvider(this.model, id); }
       revokeByGrantId(grantId: string) { return storage.revokeByGrantId(grantId); }
     };
+  }
+
+  /**
+   * Audits the sessions oidc-provider ends itself (RP-initiated logout) in the transaction that
+   * removes them. oidc-provider also destroys a Session when it renews its id, so `recordFor`
+   * decides, for each Session it destroys, whether that is a logout; it runs in the caller's async
+   * context (where oidc-provider's request context is), and returns how to write the record from
+   * the session removed.
+   */
+  auditProviderSessionEnds(audit: AuditLog, recordFor: (id: string) => ((session: AdapterPayload) => AuditInput | undefined) | undefined): void {
+    this.#providerSessionEnds = { audit, recordFor };
+  }
+
+  async #destroyForProvider(model: string, id: string): Promise<void> {
+    const ends = model === 'Session' ? this.#providerSessionEnds : undefined;
+    const recordOf = ends?.recordFor(id);
+    await this.#store.transaction((tx) => {
+      const removed = this.#remove(tx, model, id);
+      const record = removed && recordOf ? recordOf(removed.payload) : undefined;
+      if (record) ends!.audit.append(tx, record);
+    });
   }
 
   client(id: string): Promise<AdapterPayload | undefined> {
@@ -101,15 +151,17 @@ export class OidcStorage {
 
   async upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     const expiresAt = expiresIn ? this.#clock.now().getTime() + expiresIn * 1000 : Number.MAX_SAFE_INTEGER;
-    await this.#store.transaction((tx) => {
-      const old = tx.get(this.#entries, [model, id]);
-      if (old) tx.remove(this.#expiry, [old.expiresAt, model, id]);
-      tx.put(this.#entries, [model, id], { payload, expiresAt });
-      tx.put(this.#expiry, [expiresAt, model, id], 1);
-      if (payload.grantId) tx.put(this.#grants, [payload.grantId, model, id], 1);
-      if (payload.uid) tx.put(this.#uids, payload.uid, [model, id]);
-      if (payload.userCode) tx.put(this.#userCodes, payload.userCode, [model, id]);
-    });
+    await this.#store.transaction((tx) => this.#put(tx, model, id, payload, expiresAt));
+  }
+
+  #put(tx: Tx, model: string, id: string, payload: AdapterPayload, expiresAt: number): void {
+    const old = tx.get(this.#entries, [model, id]);
+    if (old) tx.remove(this.#expiry, [old.expiresAt, model, id]);
+    tx.put(this.#entries, [model, id], { payload, expiresAt });
+    tx.put(this.#expiry, [expiresAt, model, id], 1);
+    if (payload.grantId) tx.put(this.#grants, [payload.grantId, model, id], 1);
+    if (payload.uid) tx.put(this.#uids, payload.uid, [model, id]);
+    if (payload.userCode) tx.put(this.#userCodes, payload.userCode, [model, id]);
   }
 
   find(model: string, id: string): AdapterPayload | undefined {
@@ -129,11 +181,54 @@ export class OidcStorage {
     });
   }
 
+  /** Runs fn in one store transaction with the entries (and whatever else fn writes through tx). */
+  transaction<R>(fn: (tx: Tx, entries: OidcEntriesTx) => R): Promise<R> {
+    return this.#store.transaction((tx) => fn(tx, this.within(tx)));
+  }
+
+  /** The entries inside a transaction someone else opened (a directory change ending sessions, say). */
+  within(tx: Tx): OidcEntriesTx {
+    const now = this.#clock.now().getTime();
+    const live = (model: string, id: string) => {
+      const e = tx.get(this.#entries, [model, id]);
+      return e && e.expiresAt > now ? e : undefined;
+    };
+    const get = (model: string, id: string) => live(model, id)?.payload;
+    return {
+      get,
+      expiresAt: (model, id) => live(model, id)?.expiresAt,
+      put: (model, id, payload, expiresAt) => this.#put(tx, model, id, payload, expiresAt),
+      remove: (model, id) => void this.#remove(tx, model, id),
+      sessionByUid: (uid) => {
+        const ref = tx.get(this.#uids, uid);
+        const payload = ref?.[0] === 'Session' ? get('Session', ref[1]) : undefined;
+        return ref && payload ? { id: ref[1], payload } : undefined;
+      },
+      endSession: (id) => {
+        const removed = this.#remove(tx, 'Session', id);
+        if (!removed) return undefined;
+        for (const a of Object.values((removed.payload.authorizations ?? {}) as Record<string, { grantId?: string }>)) {
+          if (!a.grantId) continue;
+          this.#revokeGrantIn(tx, a.grantId);
+          this.#remove(tx, 'Grant', a.grantId);
+        }
+        if (typeof removed.payload.uid === 'string') {
+          const ended = { uid: removed.payload.uid, accountId: removed.payload.accountId as string | undefined };
+          tx.afterCommit(() => this.#tellSessionEnd(ended));
+        }
+        return removed.payload;
+      },
+    };
+  }
+
   /** Removes an entry; for a Session, that is the session ending: onSessionEnd listeners are told. */
   async destroy(model: string, id: string): Promise<void> {
     const removed = await this.#store.transaction((tx) => this.#remove(tx, model, id));
     if (model !== 'Session' || typeof removed?.payload.uid !== 'string') return;
-    const ended = { uid: removed.payload.uid, accountId: removed.payload.accountId as string | undefined };
+    this.#tellSessionEnd({ uid: removed.payload.uid, accountId: removed.payload.accountId as string | undefined });
+  }
+
+  #tellSessionEnd(ended: { uid: string; accountId?: string }): void {
     for (const listener of this.#sessionEndListeners) listener(ended);
   }
 
@@ -143,10 +238,12 @@ export class OidcStorage {
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
+    await this.#store.transaction((tx) => this.#revokeGrantIn(tx, grantId));
+  }
+
+  #revokeGrantIn(tx: Tx, grantId: string): void {
     const refs = [...this.#grants.range({ start: [grantId], end: [grantId, '\uffff'] })].map((e) => e.key as [string, string, string]);
-    await this.#store.transaction((tx) => {
-      for (const [, model, id] of refs) this.#remove(tx, model, id);
-    });
+    for (const [, model, id] of refs) this.#remove(tx, model, id);
   }
 
   /** Removes every entry that expired; returns how many. */
@@ -168,13 +265,13 @@ export class OidcStorage {
     }
   }
 
-  #remove(tx: Parameters<Parameters<Store['transaction']>[0]>[0], model: string, id: string): Entry | undefined {
+  #remove(tx: Tx, model: string, id: string): Entry | undefined {
     const e = tx.get(this.#entries, [model, id]);
     if (!e) return undefined;
     tx.remove(this.#entries, [model, id]);
     tx.remove(this.#expiry, [e.expiresAt, model, id]);
     if (e.payload.grantId) tx.remove(this.#grants, [e.payload.grantId, model, id]);
-    if (e.payload.uid && this.#uids.get(e.payload.uid)?.[1] === id) tx.remove(this.#uids, e.payload.uid);
+    if (e.payload.uid && tx.get(this.#uids, e.payload.uid)?.[1] === id) tx.remove(this.#uids, e.payload.uid);
     if (e.payload.userCode) tx.remove(this.#userCodes, e.payload.userCode);
     return e;
   }

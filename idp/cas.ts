@@ -259,7 +259,7 @@ function withTicket(service: string, ticket: string): string {
   return u.href;
 }
 
-export async function casRoutes(app: FastifyInstance, o: { cas: CasService; provider: OidcProvider; directory: Directory; storage: OidcStorage }): Promise<void> {
+export async function casRoutes(app: FastifyInstance, o: { cas: CasService; provider: OidcProvider; directory: Directory; storage: OidcStorage; audit: AuditLog }): Promise<void> {
   const { cas, provider } = o;
   const sessionOf = async (req: FastifyRequest, reply: FastifyReply): Promise<{ accountId?: string; uid: string } | undefined> => {
     const session = await provider.Session.get(provider.createContext(req.raw, reply.raw));
@@ -309,7 +309,12 @@ export async function casRoutes(app: FastifyInstance, o: { cas: CasService; prov
     const session = await sessionOf(req, reply);
     // Ending it through storage.destroy makes the IdP send CAS single logout (index.ts) besides the
     // back-channel logout endSessions sends to OIDC applications.
-    if (session?.accountId) await endSessions(o, session.accountId, { uid: session.uid });
+    if (session?.accountId) {
+      const userId = session.accountId;
+      await endSessions(o, userId, { uid: session.uid }, (ended) => ({
+        actor: `user:${userId}`, action: 'idp.logout', object: `user:${userId}`, outcome: 'success', requestId: req.id, details: { via: 'cas', sessions: ended },
+      }));
+    }
     const service = req.query.service;
     if (service && URL.canParse(service) && cas.serviceAllowed(service)) return reply.redirect(service, 303);
     const lang = pickLang((req.query as { lang?: string }).lang, req.headers['accept-language']);

@@ -2,7 +2,8 @@
  * Certificate login over real TLS: the server asks for a client certificate; certificates issued by
  * the CA core (ca/authority.ts) are presented by undici as a browser would; the login page's
  * certificate button signs in (acr/amr say so). Refused: revoked, without clientAuth EKU, foreign
- * (openssl self-signed with the same subject), unknown identity code, no certificate.
+ * (openssl self-signed with the same subject), unknown identity code, no certificate. A certificate
+ * session stepped up with TOTP (acr_values mfa) says amr pop + otp.
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -14,6 +15,8 @@ import * as client from 'openid-client';
 import { CertificateAuthority } from '../ca/authority.ts';
 import { systemClock } from '../common/clock.ts';
 import { toPem } from '../common/pem.ts';
+import { totp } from './directory.ts';
+import { ACR } from './provider.ts';
 import { Browser, formOf, startTestIdp, trustingFetch, type TestIdp } from './test-support.ts';
 
 const CITIZEN = '11010519491231002X';
@@ -45,15 +48,14 @@ t.test('certificate login over TLS', async (t) => {
     return { record, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: toPem(record.der, 'CERTIFICATE') };
   };
 
-  const signIn = async (credential?: { key: string; cert: string }) => {
-    const browser = new Browser(credential ? trustingFetch(idp.tls.cert, credential) : idp.fetch);
+  const signIn = async (credential?: { key: string; cert: string }, browser = new Browser(credential ? trustingFetch(idp.tls.cert, credential) : idp.fetch)) => {
     const verifier = client.randomPKCECodeVerifier();
     const url = client.buildAuthorizationUrl(config, { redirect_uri: 'https://rp.example/cb', scope: 'openid profile', code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' });
     const page = await browser.follow(url.href, idp.issuer);
     const forms = [...page.page!.matchAll(/action="([^"]*\/certificate[^"]*)"/g)];
     t.equal(forms.length, 1, 'the login page offers certificate login');
     const done = await browser.follow(new URL(forms[0][1].replace(/&amp;/g, '&'), idp.issuer).href, idp.issuer, { method: 'POST', form: {} });
-    return { done, verifier };
+    return { done, verifier, browser };
   };
 
   await t.test('a valid civil-servant certificate signs in', async (t) => {
@@ -94,6 +96,27 @@ t.test('certificate login over TLS', async (t) => {
     t.notOk((await signIn(foreign)).done.redirect, 'foreign certificate refused');
     const reasons = idp.audit.list({ action: 'idp.login' }).map((r) => r.details?.reason);
     for (const reason of ['no-user', 'no-certificate', 'foreign-issuer', 'key-usage', 'extended-key-usage']) t.ok(reasons.includes(reason), `audited: ${reason}`);
+  });
+
+  await t.test('a certificate session stepped up with TOTP has amr pop + otp and the mfa acr', async (t) => {
+    const { secret } = await dir.enrollTotp(actor, user.id);
+    const { done, browser } = await signIn(await issue('civil-servant-signing', CITIZEN));
+    t.ok(done.redirect, 'signed in by certificate');
+    const verifier = client.randomPKCECodeVerifier();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: 'https://rp.example/cb', scope: 'openid profile', acr_values: ACR.mfa, code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+    });
+    const stepUp = await browser.follow(url.href, idp.issuer);
+    t.match(stepUp.page, /name="code"/, 'asked for the one-time code');
+    t.notMatch(stepUp.page, /name="password"/, 'and nothing else');
+    const step = Math.floor(Date.now() / 30_000);
+    const finished = await browser.follow(new URL(formOf(stepUp.page!).action, idp.issuer).href, idp.issuer, { form: { code: totp(secret, step) } });
+    t.ok(finished.redirect?.startsWith('https://rp.example/cb?code='), `redirected with a code: ${finished.redirect ?? finished.page?.slice(0, 300)}`);
+    const claims = (await client.authorizationCodeGrant(config, new URL(finished.redirect!), { pkceCodeVerifier: verifier })).claims()!;
+    t.equal(claims.acr, ACR.mfa);
+    t.same(claims.amr, ['pop', 'otp', 'mfa'], 'the certificate and the code, no password');
+    const sessions = (await idp.app.inject({ method: 'GET', url: `/api/v1/idp/users/${user.id}/sessions`, headers: { authorization: `Bearer ${idp.adminToken}` } })).json().items;
+    t.ok(sessions.some((s: { amr?: string[]; acr?: string }) => s.acr === ACR.mfa && s.amr?.join() === 'pop,otp,mfa'), 'the session says so too');
   });
 });
 

@@ -364,7 +364,12 @@ export class Directory {
     return next ? { items, next } : { items };
   }
 
-  async updateUser(actor: Actor, id: string, change: { name?: string; departmentId?: string | null; position?: string; status?: UserStatus }): Promise<UserView> {
+  /**
+   * `alsoInTransaction` writes what follows from the change in the same transaction (sessions.ts
+   * ends the sessions of a user no longer active); the facts it returns join the audit record.
+   */
+  async updateUser(actor: Actor, id: string, change: { name?: string; departmentId?: string | null; position?: string; status?: UserStatus },
+    alsoInTransaction?: (tx: Tx, user: UserRecord) => Record<string, unknown> | undefined): Promise<UserView> {
     if (change.status !== undefined && !['active', 'suspended', 'left'].includes(change.status)) throw new YinxinError('validation-failed', 'status must be active, suspended or left', { field: 'status' });
     return this.#store.transaction((tx) => {
       const u = tx.get(this.#users, id);
@@ -380,7 +385,8 @@ export class Directory {
         next.departmentId = change.departmentId;
       }
       tx.put(this.#users, id, next);
-      this.#log(tx, actor, 'idp.user.update', `user:${id}`, { status: next.status, departmentId: next.departmentId });
+      const more = alsoInTransaction?.(tx, next);
+      this.#log(tx, actor, 'idp.user.update', `user:${id}`, { status: next.status, departmentId: next.departmentId, ...more });
       return userView(next);
     });
   }
@@ -429,21 +435,29 @@ export class Directory {
    * kept across restarts) and a code for that step or an earlier one is refused afterwards.
    */
   async spendTotp(user: UserRecord, code: string): Promise<boolean> {
-    if (!user.totpSecret || typeof code !== 'string' || !/^\d{6}$/.test(code)) return false;
-    const seed = await this.#secrets.open('totp', user.id, user.totpSecret);
+    const seed = await this.totpSeedOf(user);
+    if (seed === undefined) return false;
+    return this.#store.transaction((tx) => this.spendTotpIn(tx, user, seed, code));
+  }
+
+  /** The user's TOTP seed opened from its seal (an HSM decryption), for spendTotpIn; undefined without a second factor. */
+  async totpSeedOf(user: UserRecord): Promise<string | undefined> {
+    return user.totpSecret ? this.#secrets.open('totp', user.id, user.totpSecret) : undefined;
+  }
+
+  /** spendTotp inside the caller's transaction (with an attempt counter and an audit record, say), given the opened seed. */
+  spendTotpIn(tx: Tx, user: UserRecord, seed: string, code: string): boolean {
+    if (typeof code !== 'string' || !/^\d{6}$/.test(code)) return false;
     const now = Math.floor(this.#clock.now().getTime() / 30_000);
     let matched: number | undefined;
     for (const step of [now - 1, now, now + 1]) {
       if (timingSafeEqual(Buffer.from(totp(seed, step)), Buffer.from(code))) matched = step;
     }
     if (matched === undefined) return false;
-    const step = matched;
-    return this.#store.transaction((tx) => {
-      const last = tx.get(this.#totpSteps, user.id);
-      if (last !== undefined && step <= last) return false;
-      tx.put(this.#totpSteps, user.id, step);
-      return true;
-    });
+    const last = tx.get(this.#totpSteps, user.id);
+    if (last !== undefined && matched <= last) return false;
+    tx.put(this.#totpSteps, user.id, matched);
+    return true;
   }
 
   /**

@@ -3,6 +3,7 @@
  * registers `routes` on the HTTPS app (buildApps), then calls stop() at shutdown.
  */
 import type { FastifyInstance } from 'fastify';
+import Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/types.ts';
 import type { Clock } from '../common/clock.ts';
@@ -106,6 +107,17 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
     if (session?.destroyed && session.uid) casLogout(session.uid);
   });
   storage.onSessionEnd(({ uid }) => casLogout(uid));
+  storage.auditProviderSessionEnds(audit, (id) => {
+    // oidc-provider's request context (AsyncLocalStorage): a logout destroys the request's own
+    // session; a renewal at sign-in destroys the old id of a session that lives on under a new one.
+    const ctx = Provider.ctx as { oidc?: { route?: string; session?: { id?: string }; client?: { clientId?: string } } } | undefined;
+    if (ctx?.oidc?.route !== 'end_session_confirm' || ctx.oidc.session?.id !== id) return undefined;
+    const clientId = ctx.oidc.client?.clientId;
+    return (session) => typeof session.accountId !== 'string' ? undefined : {
+      actor: `user:${session.accountId}`, action: 'idp.logout', object: `user:${session.accountId}`, outcome: 'success',
+      details: { via: 'oidc', sessions: [session.uid], ...(clientId ? { clientId } : {}) },
+    };
+  });
   for (const event of ['grant.error', 'server_error', 'authorization.error', 'end_session.error', 'introspection.error', 'revocation.error', 'userinfo.error']) {
     provider.on(event, (_ctx: unknown, err: Error) => o.logger?.debug({ err, event }, 'IdP protocol error'));
   }
@@ -120,12 +132,12 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
     provider, directory, storage, signingKeys, cas,
     async routes(app) {
       await oidcProviderRoutes(app, { provider });
-      await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin, addressThrottle }));
-      await app.register(async (scope) => casRoutes(scope, { cas, provider, directory, storage }));
-      await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider }));
+      await app.register(async (scope) => interactionRoutes(scope, { provider, directory, storage, certificateLogin, addressThrottle, audit }));
+      await app.register(async (scope) => casRoutes(scope, { cas, provider, directory, storage, audit }));
+      await app.register(async (scope) => idpAdminRoutes(scope, { directory, storage, provider, audit }));
       await app.register(async (scope) => signingKeyRoutes(scope, { signingKeys }));
       const [csrfKey] = await cookieKeys(store);
-      await app.register(async (scope) => accountRoutes(scope, { provider, storage, directory, issuer, csrfKey }));
+      await app.register(async (scope) => accountRoutes(scope, { provider, storage, directory, audit, issuer, csrfKey }));
       if (o.roleCertificates) {
         const roleCertificates = new RoleCertificates({ directory, clock, ...o.roleCertificates });
         await app.register(async (scope) => roleCertificateRoutes(scope, { roleCertificates }));

@@ -17,6 +17,7 @@ const TEXT = {
     thisSession: '当前浏览器', endSession: '退出此会话', endAll: '退出全部会话', sessionEnded: '所选会话已退出。',
     methodPassword: '密码', methodMfa: '密码 + 动态口令', methodCertificate: '数字证书', noSuchSession: '没有这个会话。',
     formExpired: '表单已过期，请刷新页面后重试。', stepUp: '该应用要求二次验证：请输入动态口令。',
+    totpRestart: '动态口令错误次数过多，请重新输入密码登录。', methodCertificateMfa: '数字证书 + 动态口令',
   },
   en: {
     title: 'Single sign-on', signIn: 'Sign in', login: 'User name or citizen ID', password: 'Password', submit: 'Sign in', totp: 'One-time code (6 digits)',
@@ -28,6 +29,7 @@ const TEXT = {
     thisSession: 'this browser', endSession: 'Sign out this session', endAll: 'Sign out all sessions', sessionEnded: 'The session was signed out.',
     methodPassword: 'password', methodMfa: 'password + one-time code', methodCertificate: 'certificate', noSuchSession: 'No such session.',
     formExpired: 'This form has expired: reload the page and try again.', stepUp: 'This application requires a second factor: enter your one-time code.',
+    totpRestart: 'Too many wrong one-time codes: sign in with your password again.', methodCertificateMfa: 'certificate + one-time code',
   },
 } as const;
 

@@ -11,13 +11,15 @@
 import middie from '@fastify/middie';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { principalOf } from '../auth/guard.ts';
+import type { AuditLog } from '../audit/types.ts';
 import { YinxinError } from '../common/errors.ts';
 import type { OidcStorage } from './adapter.ts';
 import type { Actor, Directory, UserRecord } from './directory.ts';
 import { loginPage, pickLang, t, totpPage, type Lang } from './pages.ts';
 import { ACR, type OidcProvider } from './provider.ts';
 import type { AddressThrottle } from './address-throttle.ts';
-import { endSessions, sessionsOf } from './sessions.ts';
+import { SecondFactorSteps } from './second-factor.ts';
+import { endSessions, endSessionsIn, notifyEnded, sessionsOf, type EndedSession } from './sessions.ts';
 
 export interface IdpRouteOptions {
   provider: OidcProvider;
@@ -27,6 +29,7 @@ export interface IdpRouteOptions {
   certificateLogin?: (request: FastifyRequest) => Promise<UserRecord>;
   /** Per-address slowdown on top of the per-account throttle, kept in the store (address-throttle.ts). */
   addressThrottle: AddressThrottle;
+  audit: AuditLog;
 }
 
 const PROVIDER_PATHS = ['/.well-known/openid-configuration', '/auth', '/auth/*', '/token', '/token/*', '/me', '/jwks', '/session/end', '/session/end/*'];
@@ -63,14 +66,9 @@ export function sendPage(reply: FastifyReply, body: string, status = 200): Fasti
     .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'").send(body);
 }
 
-interface Pending {
-  userId: string;
-  expires: number;
-}
-
 export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions): Promise<void> {
   const { provider, directory } = o;
-  const pendingTotp = new Map<string, Pending>();
+  const steps = new SecondFactorSteps({ storage: o.storage, directory, audit: o.audit });
 
   acceptForms(app);
   const html = sendPage;
@@ -88,9 +86,11 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
     return reply.code(303).header('cache-control', 'no-store').redirect(to, 303);
   };
 
-  const login = async (req: FastifyRequest, reply: FastifyReply, user: UserRecord, method: 'password' | 'mfa' | 'certificate', clientId: string | undefined) => {
+  // amr values are RFC 8176's: a second factor adds otp (and mfa) to what the sign-in had, so a
+  // certificate sign-in stepped up is pop + otp, a password one pwd + otp.
+  const login = async (req: FastifyRequest, reply: FastifyReply, user: UserRecord, method: 'password' | 'mfa' | 'certificate', clientId: string | undefined, firstFactors: string[] = ['pwd']) => {
     await directory.recordLogin(user, { method, clientId, requestId: req.id });
-    const amr = method === 'password' ? ['pwd'] : method === 'mfa' ? ['pwd', 'otp', 'mfa'] : ['pop'];
+    const amr = method === 'password' ? ['pwd'] : method === 'mfa' ? [...new Set([...firstFactors, 'otp', 'mfa'])] : ['pop'];
     return finish(req, reply, { login: { accountId: user.id, acr: ACR[method], amr, remember: true } });
   };
 
@@ -105,6 +105,13 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
   const slowDown = (address: string) => o.addressThrottle.wait(address);
   const noteFailure = (address: string) => o.addressThrottle.noteFailure(address);
 
+  const showLogin = (reply: FastifyReply, d: { uid: string; params: { client_id: string } }, lang: Lang, more: { error?: string; login?: string } = {}) => html(reply, loginPage({
+    lang, action: `/idp/interaction/${d.uid}/login?lang=${lang}`, appName: directory.getApplication(d.params.client_id)?.name, switchHref: `/idp/interaction/${d.uid}?lang=${t(lang, 'switchCode')}`,
+    ...(o.certificateLogin ? { certificateAction: `/idp/interaction/${d.uid}/certificate?lang=${lang}` } : {}), ...more,
+  }));
+  const showTotp = (reply: FastifyReply, uid: string, lang: Lang, more: { error?: string; note?: string } = {}) =>
+    html(reply, totpPage({ lang, action: `/idp/interaction/${uid}/totp?lang=${lang}`, ...more }));
+
   app.get<{ Params: { uid: string } }>('/idp/interaction/:uid', { schema: { hide: true } }, async (req, reply) => {
     const d = await details(req, reply);
     const lang = langOf(req);
@@ -113,17 +120,13 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
       const user = directory.getUser(d.session.accountId);
       if (user?.status === 'active') {
         if (!user.totpSecret) return refuseWithoutTotp(req, reply, user, d.params.client_id);
-        pendingTotp.set(d.uid, { userId: user.id, expires: Date.now() + 300_000 });
-        return html(reply, totpPage({ lang, action: `/idp/interaction/${d.uid}/totp?lang=${lang}`, note: t(lang, 'stepUp') }));
+        const step = await steps.beginUnlessPending(d.uid, { userId: user.id, amr: d.session.amr ?? [] });
+        // Too many wrong codes in this sign-in: only the password starts a new step.
+        if (!step || SecondFactorSteps.exhausted(step)) return showLogin(reply, d, lang, { error: t(lang, 'totpRestart') });
+        return showTotp(reply, d.uid, lang, { note: t(lang, 'stepUp') });
       }
     }
-    if (d.prompt.name === 'login') {
-      const appName = directory.getApplication(d.params.client_id)?.name;
-      return html(reply, loginPage({
-        lang, action: `/idp/interaction/${d.uid}/login?lang=${lang}`, appName, switchHref: `/idp/interaction/${d.uid}?lang=${t(lang, 'switchCode')}`,
-        ...(o.certificateLogin ? { certificateAction: `/idp/interaction/${d.uid}/certificate?lang=${lang}` } : {}),
-      }));
-    }
+    if (d.prompt.name === 'login') return showLogin(reply, d, lang);
     // Every application is registered by an administrator (first party): consent is implied, and
     // recorded as a Grant covering what was asked (OIDC scopes, claims, resource scopes).
     const { prompt: { details: missing }, params, session } = d;
@@ -148,15 +151,13 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
       user = await directory.authenticate(loginName, String(req.body?.password ?? ''), { requestId: req.id, clientId });
     } catch (e) {
       await noteFailure(req.ip);
-      if (e instanceof YinxinError && e.code === 'invalid-credentials') {
-        return html(reply, loginPage({ lang, action: `/idp/interaction/${d.uid}/login?lang=${lang}`, appName: app?.name, login: loginName, error: t(lang, 'badCredentials') }));
-      }
+      if (e instanceof YinxinError && e.code === 'invalid-credentials') return showLogin(reply, d, lang, { login: loginName, error: t(lang, 'badCredentials') });
       throw e;
     }
     if (user.totpSecret || app?.requireTotp) {
       if (!user.totpSecret) return refuseWithoutTotp(req, reply, user, clientId);
-      pendingTotp.set(d.uid, { userId: user.id, expires: Date.now() + 300_000 });
-      return html(reply, totpPage({ lang, action: `/idp/interaction/${d.uid}/totp?lang=${lang}` }));
+      await steps.begin(d.uid, { userId: user.id, amr: ['pwd'] });
+      return showTotp(reply, d.uid, lang);
     }
     return login(req, reply, user, 'password', clientId);
   });
@@ -164,19 +165,15 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
   app.post<{ Params: { uid: string }; Body: { code?: string } }>('/idp/interaction/:uid/totp', { schema: { hide: true } }, async (req, reply) => {
     const d = await details(req, reply);
     const lang = langOf(req);
-    const pending = pendingTotp.get(d.uid);
-    const user = pending && pending.expires > Date.now() ? directory.getUser(pending.userId) : undefined;
-    if (!user) {
-      pendingTotp.delete(d.uid);
-      throw new YinxinError('bad-request', 'sign in with your password first');
-    }
-    if (!(await directory.spendTotp(user, String(req.body?.code ?? '')))) {
-      await noteFailure(req.ip);
-      await directory.auditEvent({ actor: `user:${user.id}`, action: 'idp.login', object: `user:${user.id}`, outcome: 'failure', requestId: req.id, details: { reason: 'wrong-totp' } });
-      return html(reply, totpPage({ lang, action: `/idp/interaction/${d.uid}/totp?lang=${lang}`, error: t(lang, 'badTotp') }));
-    }
-    pendingTotp.delete(d.uid);
-    return login(req, reply, user, 'mfa', d.params.client_id);
+    if (d.prompt.name !== 'login') throw new YinxinError('bad-request', 'this sign-in step is already done');
+    const pending = steps.pending(d.uid);
+    const user = pending ? directory.getUser(pending.userId) : undefined;
+    if (!pending || user?.status !== 'active') return showLogin(reply, d, lang);
+    const outcome = await steps.submit(d.uid, user, String(req.body?.code ?? ''), req.id);
+    if (outcome.kind === 'accepted') return login(req, reply, user, 'mfa', d.params.client_id, outcome.step.amr);
+    if (outcome.kind === 'wrong') await noteFailure(req.ip);
+    if (outcome.kind === 'restart' || outcome.attemptsLeft === 0) return showLogin(reply, d, lang, { error: t(lang, 'totpRestart') });
+    return showTotp(reply, d.uid, lang, { error: t(lang, 'badTotp') });
   });
 
   if (o.certificateLogin) {
@@ -189,7 +186,7 @@ export async function interactionRoutes(app: FastifyInstance, o: IdpRouteOptions
         user = await certificateLogin(req);
       } catch (e) {
         if (!(e instanceof YinxinError)) throw e;
-        return html(reply, loginPage({ lang, action: `/idp/interaction/${d.uid}/login?lang=${lang}`, appName: directory.getApplication(d.params.client_id)?.name, error: t(lang, 'badCertificate'), certificateAction: `/idp/interaction/${d.uid}/certificate?lang=${lang}` }));
+        return showLogin(reply, d, lang, { error: t(lang, 'badCertificate') });
       }
       return login(req, reply, user, 'certificate', d.params.client_id);
     });
@@ -220,7 +217,7 @@ function basicClient(header: string | undefined): { id: string; secret: string }
 const page = { type: 'object', properties: { after: { type: 'string', maxLength: 200 }, limit: { type: 'integer', minimum: 1, maximum: 500 } } } as const;
 const urls = { type: 'array', items: { type: 'string', maxLength: 2000 }, maxItems: 50 } as const;
 
-export async function idpAdminRoutes(app: FastifyInstance, o: { directory: Directory; storage: OidcStorage; provider: OidcProvider }): Promise<void> {
+export async function idpAdminRoutes(app: FastifyInstance, o: { directory: Directory; storage: OidcStorage; provider: OidcProvider; audit: AuditLog }): Promise<void> {
   const { directory: dir } = o;
   const actor = (req: FastifyRequest): Actor => ({ name: `operator:${principalOf(req).username}`, requestId: req.id });
   const read = { permission: 'idp:read' } as const;
@@ -259,8 +256,14 @@ export async function idpAdminRoutes(app: FastifyInstance, o: { directory: Direc
     schema: { tags, body: { type: 'object', minProperties: 1, additionalProperties: false, properties: {
       name: { type: 'string', maxLength: 200 }, departmentId: { type: ['string', 'null'] }, position: { type: 'string', maxLength: 200 }, status: { type: 'string', enum: ['active', 'suspended', 'left'] } } } },
   }, async (req) => {
-    const user = await dir.updateUser(actor(req), req.params.id, req.body);
-    if (user.status !== 'active') await endSessions(o, req.params.id);
+    // A user who is no longer active loses every session, in the transaction of the change.
+    let ended: EndedSession[] = [];
+    const user = await dir.updateUser(actor(req), req.params.id, req.body, (tx, next) => {
+      if (next.status === 'active') return undefined;
+      ended = endSessionsIn(o.storage.within(tx), o.storage, next.id);
+      return { sessionsEnded: ended.map((e) => e.uid) };
+    });
+    await notifyEnded(o.provider, req.params.id, ended);
     return user;
   });
   app.post<{ Params: { id: string }; Body: { password: string } }>('/api/v1/idp/users/:id/password', {
@@ -276,8 +279,9 @@ export async function idpAdminRoutes(app: FastifyInstance, o: { directory: Direc
   });
   app.get<{ Params: { id: string } }>('/api/v1/idp/users/:id/sessions', { config: read, schema: { tags, summary: "A user's SSO sessions" } }, async (req) => ({ items: sessionsOf(o.storage, req.params.id) }));
   app.delete<{ Params: { id: string } }>('/api/v1/idp/users/:id/sessions', { config: manage, schema: { tags, summary: "End all of a user's SSO sessions and their tokens" } }, async (req, reply) => {
-    const ended = await endSessions(o, req.params.id);
-    await dir.auditEvent({ actor: actor(req).name, action: 'idp.session.revoke', object: `user:${req.params.id}`, outcome: 'success', requestId: req.id, details: { sessions: ended.length } });
+    await endSessions(o, req.params.id, undefined, (ended) => ({
+      actor: actor(req).name, action: 'idp.session.revoke', object: `user:${req.params.id}`, outcome: 'success', requestId: req.id, details: { sessions: ended },
+    }));
     return reply.code(204).send();
   });
   app.get<{ Params: { id: string }; Querystring: { application: string } }>('/api/v1/idp/users/:id/authorization', {

@@ -1,14 +1,17 @@
 /**
  * A user's SSO sessions, for the admin API (/api/v1/idp/users/:id/sessions) and the user's own
  * account page (/idp/account/sessions): listing them, and ending one or all of them. Ending a
- * session removes it and the grants and tokens of every application signed in through it, then
- * notifies those applications by back-channel logout (OIDC Back-Channel Logout 1.0 s2.5), so a
- * slow or unreachable application never keeps a session alive.
+ * session removes it and the grants and tokens of every application signed in through it, in one
+ * transaction with the audit record of whoever ended it (design rule: a state change and its
+ * audit record are one transaction), then notifies those applications by back-channel logout
+ * (OIDC Back-Channel Logout 1.0 s2.5), so a slow or unreachable application never keeps a
+ * session alive.
  *
  * A session is named by its `uid` (oidc-provider's stable session identifier, also the `sid`
  * basis), never by its storage id, which is the value of the `_session` cookie.
  */
-import type { OidcStorage } from './adapter.ts';
+import type { AuditInput, AuditLog } from '../audit/types.ts';
+import type { OidcEntriesTx, OidcStorage } from './adapter.ts';
 import type { OidcProvider } from './provider.ts';
 
 export interface SessionSummary {
@@ -39,35 +42,48 @@ export function sessionsOf(storage: OidcStorage, userId: string): SessionSummary
   return out;
 }
 
-/**
- * Ends a user's sessions (all of them, or only the one named `only.uid`): the session, and the
- * grants and tokens of each application in it, are removed; then each application with a
- * back-channel logout URI is told. A uid that is not one of this user's sessions ends nothing.
- * Returns the uids ended.
- */
-export async function endSessions(o: { storage: OidcStorage; provider: OidcProvider }, userId: string, only?: { uid: string }): Promise<string[]> {
-  const ended: Array<{ uid: string; authorizations: Record<string, SessionAuthorization> }> = [];
-  for (const { id, payload } of sessionEntries(o.storage, only?.uid)) {
-    if (payload.accountId !== userId) continue;
-    const authorizations = (payload.authorizations ?? {}) as Record<string, SessionAuthorization>;
-    await o.storage.destroy('Session', id);
-    for (const a of Object.values(authorizations)) {
-      if (!a.grantId) continue;
-      await o.storage.revokeByGrantId(a.grantId);
-      await o.storage.destroy('Grant', a.grantId);
-    }
-    ended.push({ uid: payload.uid as string, authorizations });
-  }
-  await Promise.all(ended.flatMap(({ authorizations }) => Object.entries(authorizations).map(async ([clientId, a]) => {
-    const client = await o.provider.Client.find(clientId).catch(() => undefined);
-    if (client?.backchannelLogoutUri) await client.backchannelLogout(userId, a.sid).catch(() => undefined);
-  })));
-  return ended.map((e) => e.uid);
+/** A session ended in a transaction: what its back-channel logout needs once the transaction commits. */
+export interface EndedSession {
+  uid: string;
+  authorizations: Record<string, SessionAuthorization>;
 }
 
-function sessionEntries(storage: OidcStorage, uid: string | undefined): Array<{ id: string; payload: Record<string, unknown> }> {
-  if (uid === undefined) return [...storage.entries('Session')];
-  const ref = storage.uidRef(uid);
-  const payload = ref?.[0] === 'Session' ? storage.find('Session', ref[1]) : undefined;
-  return payload && ref ? [{ id: ref[1], payload }] : [];
+/**
+ * Ends a user's sessions (all of them, or only the one named `only.uid`) inside the caller's
+ * transaction: each session, and the grants and tokens of each application in it, are removed.
+ * A uid that is not one of this user's sessions ends nothing. Tell the applications with
+ * notifyEnded() once the transaction has committed.
+ */
+export function endSessionsIn(entries: OidcEntriesTx, storage: OidcStorage, userId: string, only?: { uid: string }): EndedSession[] {
+  const ended: EndedSession[] = [];
+  const candidates = only ? [entries.sessionByUid(only.uid)].filter((s) => s !== undefined) : [...storage.entries('Session')];
+  for (const { id, payload } of candidates) {
+    if (payload.accountId !== userId) continue;
+    const removed = entries.endSession(id);
+    if (removed) ended.push({ uid: removed.uid as string, authorizations: (removed.authorizations ?? {}) as Record<string, SessionAuthorization> });
+  }
+  return ended;
+}
+
+/** Back-channel logout (OIDC Back-Channel Logout 1.0 s2.5) to each application of the ended sessions that registered a URI. */
+export async function notifyEnded(provider: OidcProvider, userId: string, ended: EndedSession[]): Promise<void> {
+  await Promise.all(ended.flatMap(({ authorizations }) => Object.entries(authorizations).map(async ([clientId, a]) => {
+    const client = await provider.Client.find(clientId).catch(() => undefined);
+    if (client?.backchannelLogoutUri) await client.backchannelLogout(userId, a.sid).catch(() => undefined);
+  })));
+}
+
+/**
+ * Ends a user's sessions (see endSessionsIn) with the audit record `record(endedUids)` in the same
+ * transaction, then tells the applications. Returns the uids ended.
+ */
+export async function endSessions(o: { storage: OidcStorage; provider: OidcProvider; audit: AuditLog }, userId: string, only: { uid: string } | undefined,
+  record: (ended: string[]) => AuditInput): Promise<string[]> {
+  const ended = await o.storage.transaction((tx, entries) => {
+    const ended = endSessionsIn(entries, o.storage, userId, only);
+    o.audit.append(tx, record(ended.map((e) => e.uid)));
+    return ended;
+  });
+  await notifyEnded(o.provider, userId, ended);
+  return ended.map((e) => e.uid);
 }

@@ -114,6 +114,24 @@ export async function startTestIdp(o: {
   };
 }
 
+/**
+ * A second IdP on the same store, keys and issuer, as after a restart or in another process: a
+ * fresh process memory. Answers through inject() (no listener); close() leaves the store open.
+ */
+export async function secondInstance(first: TestIdp): Promise<{ app: FastifyInstance; close(): Promise<void> }> {
+  const logger = pino({ level: 'silent' });
+  const idp = await openIdentityProvider({
+    store: first.store, keys: first.keys, audit: first.audit, clock: systemClock, logger, fetch: first.fetch as never,
+    config: { issuer: first.issuer, argon2: { memoryKiB: 1024, passes: 1, parallelism: 1 }, lockout: { threshold: 3, baseSeconds: 1, maxSeconds: 2 } },
+  });
+  const app = await buildSecureApp({
+    logger, metrics: new MetricsRegistry(), bodyLimit: 1 << 20, trustProxy: false, health: [], authenticator: first.operators, version: 'test',
+    https: first.tls, plugins: [(a) => idp.routes(a)],
+  });
+  await app.ready();
+  return { app, async close() { await app.close(); await idp.stop(); } };
+}
+
 /** A browser: carries cookies per host, follows redirects by hand (so tests can stop at the RP's callback), submits forms. */
 export class Browser {
   readonly #fetch: Fetch;
