@@ -33,6 +33,16 @@ export interface SecureAppOptions extends AppOptions {
   authenticator: Authenticator;
   https?: { key: string; cert: string };
   version: string;
+  /** The public HTTP app and its base URL: its tagged routes join /api/docs with that URL as their server. */
+  publicApp?: { app: FastifyInstance; url: string };
+}
+
+/** The OpenAPI document with the public app's documented paths, each served from the public URL (OpenAPI 3.1 s4.8.9 servers). */
+function withPublicPaths<T extends { paths?: Record<string, object | undefined> }>(doc: T, pub: SecureAppOptions['publicApp']): T {
+  if (!pub) return doc;
+  const servers = [{ url: pub.url, description: 'public HTTP port (no authentication)' }];
+  const paths = (pub.app.swagger() as { paths?: Record<string, object> }).paths ?? {};
+  return { ...doc, paths: { ...doc.paths, ...Object.fromEntries(Object.entries(paths).map(([path, item]) => [path, { ...item, servers }])) } };
 }
 
 function baseApp(o: AppOptions, server: 'http' | 'https', extra: Record<string, unknown> = {}): FastifyInstance {
@@ -90,6 +100,8 @@ function baseApp(o: AppOptions, server: 'http' | 'https', extra: Record<string, 
 
 export async function buildPublicApp(o: AppOptions): Promise<FastifyInstance> {
   const app = baseApp(o, 'http');
+  // Only routes that give an OpenAPI view with tags are documented (in the secure app's /api/docs, see publicApp).
+  await app.register(swagger, { openapi: { openapi: '3.1.0' }, hideUntagged: true });
   for (const plugin of o.plugins) await app.register(async (scope) => plugin(scope));
   return app;
 }
@@ -105,6 +117,7 @@ export async function buildSecureApp(o: SecureAppOptions): Promise<FastifyInstan
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'POST /api/v1/auth/login, or an API token' } } },
       security: [{ bearer: [] }],
     },
+    transformObject: (d) => ('openapiObject' in d ? withPublicPaths(d.openapiObject, o.publicApp) : d.swaggerObject),
   });
   installApiGuard(app, o.authenticator);
   for (const plugin of o.plugins) await app.register(async (scope) => plugin(scope));

@@ -58,6 +58,7 @@ export async function buildApps(appliance: Appliance, tls?: { key: string; cert:
     https: tls,
     authenticator: appliance.operators,
     version: VERSION,
+    publicApp: { app: http, url: appliance.config.publicUrl },
     plugins: [
       (app) => authRoutes(app, { operators: appliance.operators }),
       (app) => systemRoutes(app, { appliance }),

@@ -1,8 +1,9 @@
 /**
  * The seal API through fastify (inject): role checks per route, the two-person approval, sealing
  * a raw PDF body (checked by pdfsig), at B-LT and beside an anchor text, a .p7s (checked by
- * openssl), a PNG seal image, oversize and wrong media types refused, the public verification
- * endpoint, and the OpenAPI entries of the raw-body routes.
+ * openssl), B-LTA (the document time-stamp checked by openssl ts -verify), a PNG seal image, oversize
+ * and wrong media types refused, the public verification endpoint, and the OpenAPI entries of the
+ * raw-body routes and of the public POST /seal/verify.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
@@ -14,7 +15,7 @@ import type { Role } from '../auth/roles.ts';
 import { YinxinError } from '../common/errors.ts';
 import { SealRegistry } from './registry.ts';
 import { sealApiRoutes, sealPublicRoutes } from './routes.ts';
-import { CREDIT_CODE, makeSealPki, run } from './test-support.ts';
+import { CREDIT_CODE, makeSealPki, run, signaturesByRegex } from './test-support.ts';
 import { encodePng, simplePdf } from './testing-pdfs.ts';
 import { caStatusLookup } from './verify.ts';
 
@@ -34,12 +35,13 @@ const auditor = who('aud', ['auditor']);
 const app1 = who('svc', ['auditor'], 'api-token', 'app1');
 const LIMIT = 200_000;
 const common = { logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), bodyLimit: 64 * 1024, trustProxy: false, health: [] };
+const http = await buildPublicApp({ ...common, plugins: [(app) => sealPublicRoutes(app, { verifyOptions, maxUploadBytes: LIMIT })] });
 const https = await buildSecureApp({
   ...common, version: 'test',
   authenticator: { authenticate(b: string) { const p = principals[b]; if (!p) throw new YinxinError('unauthenticated', 'unknown'); return p; } },
   plugins: [(app) => sealApiRoutes(app, { registry, verifyOptions, maxUploadBytes: LIMIT })],
+  publicApp: { app: http, url: 'http://127.0.0.1:8080' },
 });
-const http = await buildPublicApp({ ...common, plugins: [(app) => sealPublicRoutes(app, { verifyOptions, maxUploadBytes: LIMIT })] });
 t.teardown(async () => { await https.close(); await http.close(); pki.cleanup(); });
 
 function api(token: string | null, method: 'GET' | 'POST' | 'PUT', url: string, payload?: unknown, type?: string): Promise<LightMyRequestResponse> {
@@ -116,10 +118,22 @@ t.test('B-LT, anchors, PNG images and bad query parameters over the API', async 
   t.equal(notFound.statusCode, 422);
   t.equal(notFound.headers['content-type'], 'application/problem+json; charset=utf-8');
   t.same([notFound.json().code, notFound.json().details?.reason], ['validation-failed', 'anchor-not-found']);
-  for (const query of ['level=B-LTA', 'page=0', 'size=5', 'x=abc']) {
+  for (const query of ['level=B-B', 'level=B-LTX', 'page=0', 'size=5', 'x=abc']) {
     const bad = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf?${query}`, Buffer.from(simplePdf()), 'application/pdf');
     t.equal(bad.statusCode, 400, `${query}: ${bad.body}`);
   }
+  t.equal((await api(clerk, 'POST', `/api/v1/seals/${id}/file?level=B-T`, Buffer.from('x'), 'application/octet-stream')).statusCode, 200);
+  const ltFile = await api(clerk, 'POST', `/api/v1/seals/${id}/file?level=B-LT`, Buffer.from('x'), 'application/octet-stream');
+  t.equal(ltFile.statusCode, 400, 'detached CAdES is B-T only');
+
+  const lta = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf?level=B-LTA`, Buffer.from(simplePdf()), 'application/pdf');
+  t.equal(lta.statusCode, 200, lta.body.slice(0, 300));
+  const [, stamp] = signaturesByRegex(lta.rawPayload);
+  const ts = run('openssl', ['ts', '-verify', '-token_in', '-in', pki.file('api-lta.tst', stamp.cms), '-data', pki.file('api-lta.data', stamp.signed), '-CAfile', pki.rootFile, '-untrusted', pki.chainFile]);
+  t.equal(ts.status, 0, ts.out);
+  const ltaReport = (await http.inject({ method: 'POST', url: '/seal/verify', payload: lta.rawPayload, headers: { 'content-type': 'application/pdf' } })).json();
+  t.equal(ltaReport.signatures[0].level, 'B-LTA', ltaReport.summary);
+  t.equal(ltaReport.documentTimestamps[0].field, 'DocTimeStamp1');
 });
 
 t.test('OpenAPI: raw-body routes document their media types, query and problems', async (t) => {
@@ -129,12 +143,24 @@ t.test('OpenAPI: raw-body routes document their media types, query and problems'
   t.same(seal.responses['200'].content['application/pdf'].schema, { type: 'string', format: 'binary' });
   t.same(seal.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name).sort(),
     ['anchor', 'anchorX', 'anchorY', 'level', 'location', 'page', 'reason', 'size', 'x', 'y']);
-  t.same(seal.parameters.find((p: { name: string }) => p.name === 'level').schema.enum, ['B-T', 'B-LT']);
+  t.same(seal.parameters.find((p: { name: string }) => p.name === 'level').schema.enum, ['B-T', 'B-LT', 'B-LTA']);
   t.match(seal.responses['422'].content['application/problem+json'].schema.required, ['type', 'title', 'status', 'detail', 'code']);
   const file = doc.paths['/api/v1/seals/{id}/file'].post;
   t.same(file.requestBody.content['application/octet-stream'].schema, { type: 'string', format: 'binary' });
   t.ok(file.responses['200'].content['application/pkcs7-signature']);
+  t.same(file.parameters.find((p: { name: string }) => p.name === 'level').schema.enum, ['B-T']);
   const verify = doc.paths['/api/v1/seals/verify'].post;
   t.same(Object.keys(verify.requestBody.content).sort(), ['application/json', 'application/pdf']);
   t.ok(verify.responses['200'].content['application/json'].schema.properties.signatures);
+
+  // The public verification endpoint, documented on the public server without authentication.
+  const pub = doc.paths['/seal/verify'];
+  t.ok(pub?.post, 'POST /seal/verify is in the document');
+  t.same(pub.servers, [{ url: 'http://127.0.0.1:8080', description: 'public HTTP port (no authentication)' }]);
+  t.same(pub.post.security, [], 'no bearer token');
+  t.same(Object.keys(pub.post.requestBody.content).sort(), ['application/json', 'application/pdf']);
+  t.same(pub.post.requestBody.content['application/json'].schema.required, ['file', 'signature']);
+  t.ok(pub.post.responses['200'].content['application/json'].schema.properties.documentTimestamps);
+  for (const status of ['400', '413', '415']) t.match(pub.post.responses[status].content['application/problem+json'].schema.required, ['type', 'title', 'status', 'detail', 'code']);
+  t.notOk(doc.paths['/healthz'] || doc.paths['/metrics'], 'untagged public routes stay out');
 });

@@ -10,9 +10,9 @@
  *     PUT  /api/v1/seals/{id}/access          seals:manage   { users, roles, clients }
  *     POST /api/v1/seals/{id}/suspend|resume|revoke  seals:manage (through the certificate)
  *     GET  /api/v1/seals/{id}/usage           seals:read     statistics and recent uses
- *     POST /api/v1/seals/{id}/pdf             authenticated  raw application/pdf body, ?page&x&y&size&anchor&anchorX&anchorY&level&reason&location;
- *                                                            the seal's own access list decides -> sealed application/pdf
- *     POST /api/v1/seals/{id}/file            authenticated  raw application/octet-stream -> application/pkcs7-signature (.p7s)
+ *     POST /api/v1/seals/{id}/pdf             authenticated  raw application/pdf body, ?page&x&y&size&anchor&anchorX&anchorY&level&reason&location
+ *                                                            (level B-T | B-LT | B-LTA); the seal's own access list decides -> sealed application/pdf
+ *     POST /api/v1/seals/{id}/file            authenticated  raw application/octet-stream, ?level (B-T) -> application/pkcs7-signature (.p7s)
  *     POST /api/v1/seals/verify               authenticated  raw application/pdf, or JSON { file, signature } (base64)
  *
  *   The raw-body routes' OpenAPI entries (request body as a binary string per media type, query
@@ -20,7 +20,8 @@
  *   fastify itself validates only the query and params, since a Buffer body is no JSON string.
  *
  *   sealPublicRoutes (public HTTP, for applications)
- *     POST /seal/verify                       the same verification, no authentication
+ *     POST /seal/verify                       the same verification, no authentication; its OpenAPI entry (tag
+ *                                             `public`, no security) joins /api/docs with the public server's URL
  */
 import type { SwaggerTransform } from '@fastify/swagger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -29,6 +30,7 @@ import { actorName } from '../auth/operators.ts';
 import type { Actor } from '../ca/authority.ts';
 import { YinxinError } from '../common/errors.ts';
 import { PROBLEM_CONTENT_TYPE, problemSchema } from '../common/problem.ts';
+import { PADES_LEVELS, type PadesLevel } from './pades.ts';
 import type { SealRegistry, SealRequestInput, SealState, SealUser } from './registry.ts';
 import { verifyDetached, verifyPdf, type SealVerifyOptions, type VerificationReport } from './verify.ts';
 
@@ -104,9 +106,20 @@ const sealPdfQuery = {
     anchor: { type: 'string', minLength: 1, maxLength: 200, description: 'place the seal beside the first occurrence of this text instead of at x, y (422 anchor-not-found when absent)' },
     anchorX: { type: 'number', description: 'offset of the seal from the anchor position, points' },
     anchorY: { type: 'number' },
-    level: { type: 'string', enum: ['B-T', 'B-LT'], default: 'B-T', description: 'PAdES baseline level; B-LT adds the DSS with OCSP responses and CRLs' },
+    level: {
+      type: 'string', enum: [...PADES_LEVELS], default: 'B-T',
+      description: 'PAdES baseline level; B-LT adds the DSS with OCSP responses and CRLs; B-LTA then a document time-stamp and its validation data',
+    },
     reason: text200,
     location: text200,
+  },
+} as const;
+
+const sealFileQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    level: { type: 'string', enum: ['B-T'], default: 'B-T', description: 'CAdES baseline level (detached CAdES is made at B-T)' },
   },
 } as const;
 
@@ -127,8 +140,14 @@ const verificationReportSchema = {
   properties: {
     valid: { type: 'boolean' }, kind: { type: 'string', enum: ['pdf', 'cades'] }, summary: { type: 'string' },
     signatures: { type: 'array', items: { type: 'object', additionalProperties: true, description: 'per seal: integrity, signer, chain, revocation, timestamp, level, ltv, changesAfter, errors' } },
+    documentTimestamps: { type: 'array', items: { type: 'object', additionalProperties: true, description: 'PDFs, per document time-stamp (B-LTA): integrity, timestamp, revocation of the TSA certificate, ltv, covers, changesAfter, errors' } },
   },
 } as const;
+const verifyConsumes = {
+  [PDF]: binary,
+  'application/json': { type: 'object', required: ['file', 'signature'], properties: { file: { type: 'string', contentEncoding: 'base64' }, signature: { type: 'string', contentEncoding: 'base64', description: 'the .p7s' } } },
+};
+const verifyProduces = { 'application/json': verificationReportSchema };
 
 export async function sealApiRoutes(app: FastifyInstance, options: SealRoutesOptions): Promise<void> {
   const { registry } = options;
@@ -164,7 +183,7 @@ export async function sealApiRoutes(app: FastifyInstance, options: SealRoutesOpt
     schema: { params: idParams, querystring: sealPdfQuery },
     config: {
       permission: 'authenticated',
-      swaggerTransform: rawBodyDocs('Seal a PDF (PAdES B-T or B-LT, visible seal); the seal\'s access list decides who may', { [PDF]: binary }, { [PDF]: binary }, [400, 401, 403, 404, 409, 413, 415, 422, 503],
+      swaggerTransform: rawBodyDocs('Seal a PDF (PAdES B-T, B-LT or B-LTA, visible seal); the seal\'s access list decides who may', { [PDF]: binary }, { [PDF]: binary }, [400, 401, 403, 404, 409, 413, 415, 422, 503],
         { description: 'The sealed PDF is the original bytes plus incremental updates. Header x-document-digest: <hash>:<hex digest of the byte ranges>.' }),
     },
   }, async (req, reply) => {
@@ -172,14 +191,14 @@ export async function sealApiRoutes(app: FastifyInstance, options: SealRoutesOpt
     const anchor = q.anchor === undefined ? undefined : { text: String(q.anchor), offset: { x: num(q.anchorX, 'anchorX'), y: num(q.anchorY, 'anchorY') } };
     const result = await registry.sealPdf(req.params.id, sealUserOf(req), bytes(req.body, PDF), {
       placement: { page: num(q.page, 'page'), x: num(q.x, 'x'), y: num(q.y, 'y'), size: num(q.size, 'size'), ...(anchor ? { anchor } : {}) },
-      level: q.level === 'B-LT' ? 'B-LT' : 'B-T',
+      level: (q.level ?? 'B-T') as PadesLevel, // one of PADES_LEVELS: the query schema checked it
       reason: q.reason === undefined ? undefined : String(q.reason), location: q.location === undefined ? undefined : String(q.location), requestId: req.id,
     });
     return reply.type(PDF).header('cache-control', 'no-store').header('x-document-digest', `${result.hash}:${result.documentDigest}`).send(Buffer.from(result.pdf));
   });
   app.post<{ Params: { id: string } }>(`${P}/:id/file`, {
     bodyLimit: limit,
-    schema: { params: idParams },
+    schema: { params: idParams, querystring: sealFileQuery },
     config: {
       permission: 'authenticated',
       swaggerTransform: rawBodyDocs('Seal any file: detached CAdES B-T signature (.p7s)', { [OCTETS]: binary }, { [P7S]: binary }, [400, 401, 403, 404, 409, 413, 415, 503]),
@@ -190,13 +209,7 @@ export async function sealApiRoutes(app: FastifyInstance, options: SealRoutesOpt
   });
   app.post(`${P}/verify`, {
     bodyLimit: limit,
-    config: {
-      permission: 'authenticated',
-      swaggerTransform: rawBodyDocs('Verify a sealed PDF, or a file and its .p7s', {
-        [PDF]: binary,
-        'application/json': { type: 'object', required: ['file', 'signature'], properties: { file: { type: 'string', contentEncoding: 'base64' }, signature: { type: 'string', contentEncoding: 'base64', description: 'the .p7s' } } },
-      }, { 'application/json': verificationReportSchema }, [400, 401, 413, 415]),
-    },
+    config: { permission: 'authenticated', swaggerTransform: rawBodyDocs('Verify a sealed PDF, or a file and its .p7s', verifyConsumes, verifyProduces, [400, 401, 413, 415]) },
   }, async (req) => verifyRequest(req, options.verifyOptions));
 }
 
@@ -204,5 +217,11 @@ export async function sealApiRoutes(app: FastifyInstance, options: SealRoutesOpt
 export async function sealPublicRoutes(app: FastifyInstance, options: Pick<SealRoutesOptions, 'verifyOptions' | 'maxUploadBytes'>): Promise<void> {
   const limit = options.maxUploadBytes ?? 50 * 1024 * 1024;
   rawBodies(app, limit);
-  app.post('/seal/verify', { bodyLimit: limit }, async (req) => verifyRequest(req, options.verifyOptions));
+  app.post('/seal/verify', {
+    bodyLimit: limit,
+    config: {
+      swaggerTransform: rawBodyDocs('Verify a sealed PDF, or a file and its .p7s (public, no authentication)', verifyConsumes, verifyProduces, [400, 413, 415],
+        { tags: ['public'], security: [], description: 'On the public HTTP port, for applications: the report of POST /api/v1/seals/verify without a token.' }),
+    },
+  }, async (req) => verifyRequest(req, options.verifyOptions));
 }
