@@ -21,7 +21,7 @@ export const VALUE_FLAGS = new Set(['roles', 'name', 'password', 'display-name',
   'invalidity-date', 'status', 'cursor', 'role', 'identifier', 'organization', 'requester', 'expires-before', 'expires-after',
   'encryption-csr', 'encryption-generate',
   // cli/tsa.ts, cli/seal.ts
-  'hash', 'policy', 'untrusted', 'port',
+  'hash', 'policy', 'untrusted', 'port', 'level', 'anchor', 'anchor-x', 'anchor-y',
   // cli/attributes.ts
   'holder-ca', 'holder-serial', 'position', 'department', 'clearance', 'credit-code', 'kind', 'page', 'x', 'y', 'size', 'location']);
 
