@@ -6,6 +6,7 @@
  */
 import { isYinxinError } from '../common/errors.ts';
 import { caCommands } from './cli/ca.ts';
+import { idpCommands } from './cli/idp.ts';
 import { operatorCommands } from './cli/operators.ts';
 import { parseArgs, type Command } from './cli/support.ts';
 import { attributeCommands } from './cli/attributes.ts';
@@ -13,14 +14,14 @@ import { sealCommands } from './cli/seal.ts';
 import { systemCommands } from './cli/system.ts';
 import { tsaCommands } from './cli/tsa.ts';
 
-const commands: Record<string, Command> = { ...systemCommands, ...operatorCommands, ...caCommands, ...attributeCommands, ...tsaCommands, ...sealCommands };
+const commands: Record<string, Command> = { ...systemCommands, ...operatorCommands, ...caCommands, ...attributeCommands, ...tsaCommands, ...sealCommands, ...idpCommands };
 
 export async function main(argv: string[]): Promise<number> {
   const { words, flags } = parseArgs(argv);
   const [name, ...args] = words;
   if (!name || name === 'help' || flags.help) {
     const width = Math.max(...Object.keys(commands).map((k) => k.length));
-    process.stdout.write(`yinxin — PKI, identity and security services appliance\n\n${Object.entries(commands).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}\n  ${' '.repeat(width)}  ${c.usage}`).join('\n')}\n\nConfiguration: YINXIN_* environment variables (README.md).\n`);
+    process.stdout.write(`yinxin — PKI, identity and security services appliance\n\n${Object.entries(commands).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}\n  ${' '.repeat(width)}  ${c.usage.replaceAll('\n', `\n  ${' '.repeat(width)}  `)}`).join('\n')}\n\nConfiguration: YINXIN_* environment variables (README.md).\n`);
     return name ? 0 : 2;
   }
   const command = commands[name];

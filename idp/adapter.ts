@@ -145,6 +145,13 @@ export class OidcStorage {
     return this.#uids.get(uid);
   }
 
+  /** The live Session whose uid is `uid`: its storage id and payload. */
+  sessionByUid(uid: string): { id: string; payload: AdapterPayload } | undefined {
+    const ref = this.#uids.get(uid);
+    const payload = ref?.[0] === 'Session' ? this.find('Session', ref[1]) : undefined;
+    return ref && payload ? { id: ref[1], payload } : undefined;
+  }
+
   userCodeRef(code: string): [string, string] | undefined {
     return this.#userCodes.get(code);
   }

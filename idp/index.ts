@@ -93,10 +93,7 @@ export async function openIdentityProvider(o: IdentityProviderOptions): Promise<
   signingKeys.attach(provider);
   const addressThrottle = new AddressThrottle({ store, clock });
   const certificateLogin = o.authorities ? new CertificateLogin({ authorities: o.authorities, directory, clock, revocationStatus: o.revocationStatus }).handler() : undefined;
-  const sessionAlive = (uid: string) => {
-    const ref = storage.uidRef(uid);
-    return ref?.[0] === 'Session' && storage.find('Session', ref[1]) !== undefined;
-  };
+  const sessionAlive = (uid: string) => storage.sessionByUid(uid) !== undefined;
   const cas = new CasService({ store, clock, directory, audit, issuer, sessionAlive, fetch: o.fetch });
   // CAS single logout whenever an SSO session ends: RP-initiated logout (oidc-provider destroys the
   // session itself, then emits end_session.success; a logout from one application only keeps it),

@@ -284,6 +284,16 @@ export async function idpAdminRoutes(app: FastifyInstance, o: { directory: Direc
     }));
     return reply.code(204).send();
   });
+  app.delete<{ Params: { uid: string } }>('/api/v1/idp/sessions/:uid', {
+    config: manage, schema: { tags, summary: 'End one SSO session (its uid, from a user\'s session list) and its tokens', params: { type: 'object', properties: { uid: { type: 'string', maxLength: 100 } } } },
+  }, async (req, reply) => {
+    const accountId = o.storage.sessionByUid(req.params.uid)?.payload.accountId;
+    if (typeof accountId !== 'string') throw new YinxinError('not-found', 'no such session');
+    await endSessions(o, accountId, { uid: req.params.uid }, (ended) => ({
+      actor: actor(req).name, action: 'idp.session.revoke', object: `user:${accountId}`, outcome: 'success', requestId: req.id, details: { sessions: ended },
+    }));
+    return reply.code(204).send();
+  });
   app.get<{ Params: { id: string }; Querystring: { application: string } }>('/api/v1/idp/users/:id/authorization', {
     config: read, schema: { tags, summary: "A user's roles and permissions in one application", querystring: { type: 'object', required: ['application'], properties: { application: { type: 'string' } } } },
   }, async (req) => dir.authorizationFor(req.params.id, req.query.application));

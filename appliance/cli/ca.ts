@@ -6,15 +6,9 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { YinxinError } from '../../common/errors.ts';
-import { api, apiBase, bearerToken as token, config, fetchFile as download, flagValue, print, usageError, type Command, type Flags } from './support.ts';
+import { api, apiBase, bearerToken as token, config, fetchFile as download, flagValue, print, printPage, query, required, usageError, type Command, type Flags, type Row } from './support.ts';
 
 const DEFAULT_CA = 'issuing';
-
-function required(flags: Flags, name: string, command: Command): string {
-  const v = flagValue(flags, name);
-  if (v === undefined) throw usageError(command);
-  return v;
-}
 
 function readText(path: string, what: string): string {
   if (!existsSync(path)) throw new YinxinError('bad-request', `${what} file ${path} does not exist`);
@@ -34,13 +28,6 @@ export function parseSan(text: string): { dns?: string[]; email?: string[]; ip?:
   return san;
 }
 
-function query(params: Record<string, string | undefined>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
-  const s = q.toString();
-  return s ? `?${s}` : '';
-}
-
 /** Writes a file download to --out, or to stdout when it is text (PEM). */
 function save(flags: Flags, what: string, body: Buffer, binary: boolean): void {
   const out = flagValue(flags, 'out');
@@ -51,17 +38,6 @@ function save(flags: Flags, what: string, body: Buffer, binary: boolean): void {
   }
   if (binary && process.stdout.isTTY) throw new YinxinError('bad-request', `the ${what} is binary: give --out <file>`);
   process.stdout.write(body);
-}
-
-type Row = Record<string, unknown>;
-
-function printPage(flags: Flags, page: { items: Row[]; next: string | null }, columns: string[]): void {
-  if (flags.json) { print(page); return; }
-  const rows = page.items.map((item) => columns.map((c) => String(item[c] ?? '')));
-  const widths = columns.map((c, i) => Math.min(60, Math.max(c.length, ...rows.map((r) => r[i].length))));
-  const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ');
-  process.stdout.write(`${[line(columns), ...rows.map(line)].join('\n')}\n`);
-  if (page.next) process.stderr.write(`more: --cursor ${page.next}\n`);
 }
 
 function caSpec(flags: Flags): string | undefined {

@@ -23,7 +23,10 @@ export const VALUE_FLAGS = new Set(['roles', 'name', 'password', 'display-name',
   // cli/tsa.ts, cli/seal.ts
   'hash', 'policy', 'untrusted', 'port', 'level', 'anchor', 'anchor-x', 'anchor-y',
   // cli/attributes.ts
-  'holder-ca', 'holder-serial', 'position', 'department', 'clearance', 'credit-code', 'kind', 'page', 'x', 'y', 'size', 'location']);
+  'holder-ca', 'holder-serial', 'position', 'department', 'clearance', 'credit-code', 'kind', 'page', 'x', 'y', 'size', 'location',
+  // cli/idp.ts
+  'identity-code', 'username', 'redirect-uri', 'post-logout-uri', 'backchannel-logout-uri', 'grant-types', 'resource', 'cas-service', 'cas-logout-url',
+  'application', 'user', 'scope-department']);
 
 export function parseArgs(argv: string[]): { words: string[]; flags: Flags } {
   const words: string[] = [];
@@ -54,6 +57,21 @@ export function flagValue(flags: Flags, name: string): string | undefined {
   return v;
 }
 
+/** A flag the command cannot do without: its value, or the command's usage as the error. */
+export function required(flags: Flags, name: string, command: Command): string {
+  const v = flagValue(flags, name);
+  if (v === undefined) throw usageError(command);
+  return v;
+}
+
+/** A query string of the parameters given (undefined ones left out), with its '?'. */
+export function query(params: Record<string, string | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
 /** A file named on the command line, or a clear error saying which and why. */
 export function readInputFile(path: string, what = 'file'): Uint8Array {
   try {
@@ -65,6 +83,18 @@ export function readInputFile(path: string, what = 'file'): Uint8Array {
 
 export function print(value: unknown): void {
   process.stdout.write(typeof value === 'string' ? value : `${JSON.stringify(value, null, 2)}\n`);
+}
+
+export type Row = Record<string, unknown>;
+
+/** A list as a table of `columns` (or the page as JSON with --json); the next page's cursor on stderr. */
+export function printPage(flags: Flags, page: { items: Row[]; next?: string | null }, columns: string[]): void {
+  if (flags.json) { print(page); return; }
+  const rows = page.items.map((item) => columns.map((c) => String(item[c] ?? '')));
+  const widths = columns.map((c, i) => Math.min(60, Math.max(c.length, ...rows.map((r) => r[i].length))));
+  const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ');
+  process.stdout.write(`${[line(columns), ...rows.map(line)].join('\n')}\n`);
+  if (page.next) process.stderr.write(`more: --cursor ${page.next}\n`);
 }
 
 export function progress(what: string) {
