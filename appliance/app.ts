@@ -25,6 +25,8 @@ export interface AppOptions {
   bodyLimit: number;
   trustProxy: boolean;
   health: HealthCheck[];
+  /** The /metrics text when it is not this process's registry alone (a public process asks the main process). */
+  metricsText?: () => Promise<string>;
   /** Registers routes on the app (each a fastify plugin with its options bound). */
   plugins: Array<(app: FastifyInstance) => Promise<void> | void>;
 }
@@ -94,7 +96,8 @@ function baseApp(o: AppOptions, server: 'http' | 'https', extra: Record<string, 
     const ok = results.every(([, r]) => r.ok);
     return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send({ status: ok ? 'ok' : 'failing', checks: Object.fromEntries(results) });
   });
-  app.get('/metrics', { logLevel: 'warn' }, async (_req, reply) => reply.type(PROMETHEUS_CONTENT_TYPE).header('cache-control', 'no-store').send(o.metrics.render()));
+  app.get('/metrics', { logLevel: 'warn' }, async (_req, reply) =>
+    reply.type(PROMETHEUS_CONTENT_TYPE).header('cache-control', 'no-store').send(o.metricsText ? await o.metricsText() : o.metrics.render()));
   return app;
 }
 

@@ -39,6 +39,8 @@ export interface Config {
   };
   /** Lifetime of an operator's API session, seconds. */
   sessionTtlSeconds: number;
+  /** Processes serving the public HTTP port (YINXIN_PUBLIC_PROCESSES): 1 is the main process alone; more share the port (SO_REUSEPORT). */
+  publicProcesses: number;
   tsa: {
     /** TSA policy OID put in TSTInfo when the request names none. */
     policy: string;
@@ -60,7 +62,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 /** The file's keys mirror the variables: { "httpPort": 8080, "pkcs11": { "module": "..." }, ... }. */
 interface FileConfig {
   dataDir?: string; host?: string; httpPort?: number; httpsPort?: number; publicUrl?: string; httpsUrl?: string;
-  logLevel?: string; bodyLimit?: number; trustProxy?: boolean; sessionTtlSeconds?: number;
+  logLevel?: string; bodyLimit?: number; trustProxy?: boolean; sessionTtlSeconds?: number; publicProcesses?: number;
   pkcs11?: { module?: string; slot?: number; tokenLabel?: string; pin?: string; sessionKeys?: string };
   tsa?: { policy?: string; acceptedPolicies?: string[]; precisionMs?: number; timeSyncCheck?: string };
 }
@@ -132,6 +134,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const bodyLimit = int('YINXIN_BODY_LIMIT', file.bodyLimit, 1024 * 1024, 1024, 1024 * 1024 * 1024, 'a size in bytes');
   const trustProxy = bool('YINXIN_TRUST_PROXY', file.trustProxy, false);
   const sessionTtlSeconds = int('YINXIN_SESSION_TTL', file.sessionTtlSeconds, 8 * 3600, 60, 30 * 24 * 3600, 'a number of seconds');
+  const publicProcesses = int('YINXIN_PUBLIC_PROCESSES', file.publicProcesses, 1, 1, 64, 'a number of processes');
 
   const module = str('YINXIN_PKCS11_MODULE', file.pkcs11?.module, DEFAULT_PKCS11_MODULE);
   const slotRaw = env.YINXIN_PKCS11_SLOT ?? file.pkcs11?.slot;
@@ -161,7 +164,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   }
   return {
     dataDir, host, httpPort, httpsPort, publicUrl, httpsUrl,
-    logLevel: logLevel as Config['logLevel'], bodyLimit, trustProxy, sessionTtlSeconds,
+    logLevel: logLevel as Config['logLevel'], bodyLimit, trustProxy, sessionTtlSeconds, publicProcesses,
     pkcs11: { module, slot, tokenLabel, pin, embedded, sessionKeyCopies: sessionKeys === 'copy' },
     tsa: { policy: tsaPolicy, acceptedPolicies, precisionMs, timeSyncCheck },
     sources,

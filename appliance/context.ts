@@ -73,12 +73,7 @@ export async function openAppliance(config: Config, o: OpenOptions): Promise<App
     const operators = new OperatorService({ store, audit, clock, sessionTtlSeconds: config.sessionTtlSeconds });
     const bootstrapAdmin = await operators.bootstrapAdministrator();
 
-    const metrics = new MetricsRegistry();
-    metrics.counterFrom('yinxin_hsm_sign_operations_total', 'Signatures made by the HSM', () => keys.stats().signs);
-    metrics.counterFrom('yinxin_hsm_sign_errors_total', 'HSM signatures that failed', () => keys.stats().signErrors);
-    metrics.gauge('yinxin_store_size_bytes', 'Size of the LMDB data file', () => store.stats().sizeBytes);
-    metrics.gauge('yinxin_store_entries', 'Entries per store table', () =>
-      Object.entries(store.stats().entries).map(([table, value]) => ({ labels: { table }, value })));
+    const metrics = coreMetrics(keys, store);
 
     const core = { config, logger: log, clock, store, keys, audit, operators, metrics, bootstrapAdmin, close: closeAll };
     const services = await openServices(core);
@@ -89,6 +84,17 @@ export async function openAppliance(config: Config, o: OpenOptions): Promise<App
     await closeAll();
     throw e;
   }
+}
+
+/** The HSM's and the store's metrics, which every process of the appliance exposes. */
+export function coreMetrics(keys: KeyStore, store: Store): MetricsRegistry {
+  const metrics = new MetricsRegistry();
+  metrics.counterFrom('yinxin_hsm_sign_operations_total', 'Signatures made by the HSM', () => keys.stats().signs);
+  metrics.counterFrom('yinxin_hsm_sign_errors_total', 'HSM signatures that failed', () => keys.stats().signErrors);
+  metrics.gauge('yinxin_store_size_bytes', 'Size of the LMDB data file', () => store.stats().sizeBytes);
+  metrics.gauge('yinxin_store_entries', 'Entries per store table', () =>
+    Object.entries(store.stats().entries).map(([table, value]) => ({ labels: { table }, value })));
+  return metrics;
 }
 
 function prepareDataDirectory(dir: string): void {
@@ -102,18 +108,19 @@ function prepareDataDirectory(dir: string): void {
 }
 
 /** The embedded SoftHSM2 token lives in <data>/hsm with its PINs there (0600); any other module is used as configured. */
-export async function openKeyStore(config: Config, log: Logger): Promise<KeyStore> {
+export async function openKeyStore(config: Config, log: Logger, signingThreads?: number): Promise<KeyStore> {
   const paths = dataPaths(config.dataDir);
   const p = config.pkcs11;
+  const common = { module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, sessionKeyCopies: p.sessionKeyCopies, sessionPool: signingThreads };
   if (!p.embedded) {
-    return openPkcs11KeyStore({ module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, pin: p.pin as string, sessionKeyCopies: p.sessionKeyCopies });
+    return openPkcs11KeyStore({ ...common, pin: p.pin as string });
   }
   mkdirSync(paths.hsm, { recursive: true, mode: 0o700 });
   const pin = p.pin ?? readOrCreateSecret(paths.pin);
   const soPin = readOrCreateSecret(paths.soPin);
   const token = await prepareSoftHsmToken({ dir: paths.hsm, pin, soPin, label: p.tokenLabel });
   if (token.created) log.info({ token: p.tokenLabel, dir: paths.hsm }, 'created the SoftHSM2 token');
-  return openPkcs11KeyStore({ module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, pin, sessionKeyCopies: p.sessionKeyCopies });
+  return openPkcs11KeyStore({ ...common, pin });
 }
 
 function readOrCreateSecret(path: string): string {

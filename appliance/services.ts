@@ -11,6 +11,7 @@ import { AttributeAuthority } from '../ca/attribute-authority.ts';
 import { buildPkcs12 } from '../ca/pkcs12.ts';
 import { ensureOcspSigners, loadOcspSigners, OcspResponder, prewarmInBackground } from '../ocsp/index.ts';
 import { CertificateAuthority, CrlPublisher, readSubjectPublicKey, RegistrationAuthority, type Subject } from '../ca/index.ts';
+import { YinxinError } from '../common/errors.ts';
 import type { Signer } from '../hsm/signer.ts';
 import type { Table } from '../store/store.ts';
 import { chronySyncCheck, createTimeStampAuthority, fileSyncCheck, timedatectlSyncCheck, TimeGuard, type SyncCheck, type TimeStampAuthority } from '../tsa/index.ts';
@@ -47,6 +48,7 @@ interface ServiceCertificateRef {
 }
 
 const RENEW_BEFORE_MS = 30 * 86400_000;
+const SERVICE_CERTIFICATES = 'appliance.service-certificates';
 
 export async function openServices(a: Omit<Appliance, 'services'>): Promise<Services> {
   const { store, keys, audit, clock, config, logger } = a;
@@ -60,28 +62,13 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
   const attributes = await AttributeAuthority.open({ store, keys, audit, clock, authority, baseUrl: config.publicUrl });
   await attributes.initialize();
   await ensureOcspSigners({ authority, keys, store });
-  const ocsp = new OcspResponder({
-    store, clock, signers: await loadOcspSigners(store, keys),
-    onError: (e, what) => logger.error({ err: e, what }, 'OCSP background work failed; it is retried'),
-  });
-  ocsp.start();
-  void prewarmInBackground(ocsp, logger);
+  const ocsp = await startOcspResponder(a);
 
-  const serviceCerts = store.table<ServiceCertificateRef>('appliance.service-certificates');
+  const serviceCerts = store.table<ServiceCertificateRef>(SERVICE_CERTIFICATES);
   const tsaSigner = await ensureKeyPair(keys, TSA_KEY_LABEL, logger);
   const tsaCertificate = await ensureServiceCertificate(a, authority, serviceCerts, 'tsa', tsaSigner,
     [{ type: 'C', value: 'CN' }, { type: 'O', value: 'yinxin' }, { type: 'CN', value: 'yinxin Time-Stamping Authority' }]);
-  const timeGuard = new TimeGuard({ clock, syncCheck: syncCheckOf(config) });
-  timeGuard.start();
-  const tsa = createTimeStampAuthority({
-    signer: tsaSigner,
-    certificate: tsaCertificate,
-    chain: authority.caChain(ISSUING_CA),
-    store, audit, clock, timeGuard,
-    policy: { default: config.tsa.policy, accepted: config.tsa.acceptedPolicies },
-    precisionMs: config.tsa.precisionMs,
-    onSystemFailure: (e) => logger.error({ err: e }, 'time-stamping failed (systemFailure answered)'),
-  });
+  const { tsa, timeGuard } = startTimeStampAuthority(a, authority, tsaSigner, tsaCertificate);
 
   const idp = await openIdentityProvider({
     store, keys, audit, clock, logger,
@@ -93,7 +80,7 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
     store, keys, audit, clock, ca: authority, timeStamper: (query) => tsa.respond(query), issuingCa: ISSUING_CA,
     validationData: applianceValidationData({ respond: (query) => ocsp.respond(query), cas: authority, crlOf: (ca) => crls.current(ca)?.der }),
   });
-  const sealVerifyOptions: SealVerifyOptions = { trustAnchors: [authority.caCertificate(ROOT_CA)], statusOf: caStatusLookup(authority) };
+  const sealVerifyOptions = sealVerifyOptionsOf(authority);
 
   const tlsIssuer: TlsIssuer = async (spki, names) => {
     const record = await authority.issue({
@@ -114,6 +101,68 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
       await crls.stop();
     },
   };
+}
+
+/** What the public port serves: the part of the services an extra public process (appliance/public-worker.ts) runs too. */
+export type PublicServices = Pick<Services, 'authority' | 'attributes' | 'ocsp' | 'crls' | 'tsa' | 'timeGuard' | 'sealVerifyOptions' | 'stop'>;
+
+/**
+ * The public services over what the appliance's main process created: nothing is created or
+ * renewed here (the main process does that before it starts public processes), and the CRL
+ * schedule stays with the main process. Everything read comes from the shared store.
+ */
+export async function openPublicServices(a: Omit<Appliance, 'services' | 'operators' | 'bootstrapAdmin'>): Promise<PublicServices> {
+  const { store, keys, audit, clock } = a;
+  const authority = await CertificateAuthority.open({ store, keys, audit, clock, options: { baseUrl: a.config.publicUrl } });
+  const attributes = await AttributeAuthority.open({ store, keys, audit, clock, authority, baseUrl: a.config.publicUrl });
+  const crls = new CrlPublisher({ store, audit, clock, authority });
+  const ocsp = await startOcspResponder(a);
+  // The main process renews the OCSP signers and the TSA certificate; they are re-read here.
+  const reload = setInterval(() => {
+    loadOcspSigners(store, keys).then((s) => ocsp.setSigners(s), (e) => a.logger.error({ err: e }, 'reloading the OCSP signers failed'));
+  }, 60_000).unref();
+  const ref = store.table<ServiceCertificateRef>(SERVICE_CERTIFICATES).get('tsa');
+  const tsaCertificate = ref && authority.get(ref.ca, ref.serial);
+  if (!tsaCertificate) throw new YinxinError('internal', 'the TSA has no certificate yet: a public process starts after the appliance has created it');
+  const { tsa, timeGuard } = startTimeStampAuthority(a, authority, await keys.getSigner(TSA_KEY_LABEL), tsaCertificate.der);
+  return {
+    authority, attributes, ocsp, crls, tsa, timeGuard, sealVerifyOptions: sealVerifyOptionsOf(authority),
+    async stop() {
+      clearInterval(reload);
+      await ocsp.stop();
+      timeGuard.stop();
+    },
+  };
+}
+
+async function startOcspResponder(a: Pick<Appliance, 'store' | 'keys' | 'clock' | 'logger'>): Promise<OcspResponder> {
+  const ocsp = new OcspResponder({
+    store: a.store, clock: a.clock, signers: await loadOcspSigners(a.store, a.keys),
+    onError: (e, what) => a.logger.error({ err: e, what }, 'OCSP background work failed; it is retried'),
+  });
+  ocsp.start();
+  void prewarmInBackground(ocsp, a.logger);
+  return ocsp;
+}
+
+function startTimeStampAuthority(a: Pick<Appliance, 'store' | 'audit' | 'clock' | 'config' | 'logger'>, authority: CertificateAuthority, signer: Signer, certificate: Uint8Array): { tsa: TimeStampAuthority; timeGuard: TimeGuard } {
+  const { config, logger } = a;
+  const timeGuard = new TimeGuard({ clock: a.clock, syncCheck: syncCheckOf(config) });
+  timeGuard.start();
+  const tsa = createTimeStampAuthority({
+    signer,
+    certificate,
+    chain: authority.caChain(ISSUING_CA),
+    store: a.store, audit: a.audit, clock: a.clock, timeGuard,
+    policy: { default: config.tsa.policy, accepted: config.tsa.acceptedPolicies },
+    precisionMs: config.tsa.precisionMs,
+    onSystemFailure: (e) => logger.error({ err: e }, 'time-stamping failed (systemFailure answered)'),
+  });
+  return { tsa, timeGuard };
+}
+
+function sealVerifyOptionsOf(authority: CertificateAuthority): SealVerifyOptions {
+  return { trustAnchors: [authority.caCertificate(ROOT_CA)], statusOf: caStatusLookup(authority) };
 }
 
 async function ensureServiceCertificate(a: Omit<Appliance, 'services'>, authority: CertificateAuthority, refs: Table<ServiceCertificateRef>, purpose: 'tsa' | 'ocsp-signer', signer: Signer, subject: Subject): Promise<Uint8Array> {

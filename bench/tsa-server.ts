@@ -5,7 +5,10 @@
  * store (store/lmdb.ts, fsync before a transaction resolves), with the audit trail the appliance
  * appends every token to.
  *
- *   node bench/tsa-server.ts <bench dir> tsa|bare      prints "READY <port>", stops on SIGTERM
+ *   node bench/tsa-server.ts <bench dir> tsa|bare [port]      prints "READY <port>", stops on SIGTERM
+ *
+ * It listens with SO_REUSEPORT, as the appliance's processes do with YINXIN_PUBLIC_PROCESSES > 1:
+ * a second server given the first one's port shares it.
  *
  * `bare` answers POST /tsa with a fixed 500-byte body through the same app: the HTTP ceiling.
  */
@@ -13,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildPublicApp } from '../appliance/app.ts';
+import { signingThreadsOfPublicProcess } from '../appliance/public-processes.ts';
 import { MetricsRegistry } from '../common/metrics.ts';
 import { createAuditLog } from '../audit/audit.ts';
 import { systemClock } from '../common/clock.ts';
@@ -29,9 +33,11 @@ const AUDIT_KEY = 'audit/checkpoint';
 const QUERY_TYPE = 'application/timestamp-query';
 
 {
-  const [dir, mode] = process.argv.slice(2);
+  const [dir, mode, portArg] = process.argv.slice(2);
   const token = await prepareSoftHsmToken({ dir: join(dir, 'hsm'), pin: BENCH_PIN, label: BENCH_TOKEN });
-  const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: BENCH_TOKEN, pin: BENCH_PIN });
+  // A second process sharing the port signs as the appliance's public processes do.
+  const processes = Number(process.env.TSA_BENCH_PROCESSES ?? 1);
+  const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: BENCH_TOKEN, pin: BENCH_PIN, sessionPool: processes > 1 ? signingThreadsOfPublicProcess(processes) : undefined });
   const store = openLmdbStore(join(dir, 'store'));
   const logger = pino({ level: process.env.TSA_BENCH_LOG_LEVEL ?? 'warn' });
   const metrics = new MetricsRegistry();
@@ -62,7 +68,7 @@ const QUERY_TYPE = 'application/timestamp-query';
     plugin = async (app: import('fastify').FastifyInstance) => { await app.register(tsaRoutes, { authority }); };
   }
   const app = await buildPublicApp({ logger, metrics, bodyLimit: 1024 * 1024, trustProxy: false, health: [], plugins: [plugin] });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: Number(portArg ?? 0), reusePort: true } as import('fastify').FastifyListenOptions);
   process.stdout.write(`READY ${(app.server.address() as { port: number }).port}\n`);
   process.on('SIGTERM', async () => {
     if (authorityRef) {

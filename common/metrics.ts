@@ -18,6 +18,23 @@ interface Metric {
   render(): string[];
 }
 
+/** One metric family as rendered: what another process of the appliance sends to be exposed with the main's. */
+export interface MetricFamily {
+  name: string;
+  help: string;
+  type: Metric['type'];
+  samples: string[];
+}
+
+/** A sample line with one more label: `name{a="b"} 1` -> `name{process="p",a="b"} 1`. */
+export function withLabel(sample: string, key: string, value: string): string {
+  const label = `${key}="${escapeLabel(value)}"`;
+  const brace = sample.indexOf('{');
+  const space = sample.indexOf(' ');
+  if (brace !== -1 && brace < space) return `${sample.slice(0, brace + 1)}${label},${sample.slice(brace + 1)}`;
+  return `${sample.slice(0, space)}{${label}}${sample.slice(space)}`;
+}
+
 export class Counter {
   readonly #values = new Map<string, { labels: Labels; value: number }>();
   inc(labels: Labels = {}, by = 1): void {
@@ -65,6 +82,12 @@ export class Histogram {
 
 export class MetricsRegistry {
   readonly #metrics: Metric[] = [];
+  readonly #sources: Array<() => MetricFamily[]> = [];
+
+  /** Families read at scrape time from elsewhere (the public processes), merged into this registry's by name. */
+  include(source: () => MetricFamily[]): void {
+    this.#sources.push(source);
+  }
 
   counter(name: string, help: string): Counter {
     const c = new Counter();
@@ -95,17 +118,28 @@ export class MetricsRegistry {
     this.#metrics[this.#metrics.length - 1].type = 'counter';
   }
 
-  render(): string {
-    const lines: string[] = [];
+  families(): MetricFamily[] {
+    const out: MetricFamily[] = [];
     for (const m of this.#metrics) {
-      let samples: string[];
       try {
-        samples = m.render();
+        out.push({ name: m.name, help: m.help, type: m.type, samples: m.render() });
       } catch {
-        continue; // a failing reader must not break the whole scrape
+        // a failing reader must not break the whole scrape
       }
-      lines.push(`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`, ...samples);
     }
+    return out;
+  }
+
+  render(): string {
+    // Prometheus wants each family's samples together under one HELP/TYPE.
+    const byName = new Map<string, MetricFamily>();
+    for (const f of [...this.families(), ...this.#sources.flatMap((read) => read())]) {
+      const known = byName.get(f.name);
+      if (known) known.samples.push(...f.samples);
+      else byName.set(f.name, { ...f, samples: [...f.samples] });
+    }
+    const lines: string[] = [];
+    for (const f of byName.values()) lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`, ...f.samples);
     return `${lines.join('\n')}\n`;
   }
 }
