@@ -36,17 +36,19 @@ export async function startPublicProcesses(config: Config, port: number, logger:
   metrics.include(() => [...families.values()].flat());
   let stopping = false;
 
-  const launch = (index: number, delayMs: number): Promise<void> => new Promise((resolve, reject) => {
+  /** `delayMs`: how long to wait before restarting it if it dies (doubles while it keeps dying soon after starting). */
+  const launch = (index: number, delayMs: number, initial: boolean): Promise<void> => new Promise((resolve, reject) => {
     const child = fork(new URL('./public-worker.ts', import.meta.url), [], { execArgv: process.execArgv, stdio: 'inherit', serialization: 'advanced' });
     children.set(index, child);
     let ready = false;
+    let readyAt = 0;
     const timer = setTimeout(() => { if (!ready) { child.kill('SIGKILL'); reject(new YinxinError('internal', `public process ${index} did not start within ${START_TIMEOUT_MS / 1000} s`)); } }, START_TIMEOUT_MS);
     const tell = (m: ToWorker) => { if (child.connected) child.send(m); };
     child.on('message', (m: FromWorker) => {
       if (m.type === 'ready') {
         ready = true;
+        readyAt = Date.now();
         clearTimeout(timer);
-        delayMs = 1000;
         resolve();
       } else if (m.type === 'failed') {
         clearTimeout(timer);
@@ -61,11 +63,12 @@ export async function startPublicProcesses(config: Config, port: number, logger:
       clearTimeout(timer);
       families.delete(index);
       if (children.get(index) === child) children.delete(index);
-      if (stopping) return;
-      if (!ready) { reject(new YinxinError('internal', `public process ${index} exited (${signal ?? code}) before it was ready`)); return; }
-      logger.error({ process: `public-${index}`, code, signal, restartInMs: delayMs }, 'a public process died; restarting it');
+      if (!ready) reject(new YinxinError('internal', `public process ${index} exited (${signal ?? code}) before it was ready`));
+      if (stopping || (initial && !ready)) return; // a failed first start fails the appliance's start
+      const next = ready && Date.now() - readyAt > 60_000 ? 1000 : Math.min(delayMs * 2, 30_000);
+      logger.error({ process: `public-${index}`, code, signal, restartInMs: delayMs }, 'a public process stopped; restarting it');
       setTimeout(() => {
-        if (!stopping) launch(index, Math.min(delayMs * 2, 30_000)).catch((e) => logger.error({ err: e }, 'restarting a public process failed'));
+        if (!stopping) launch(index, next, false).catch(() => { /* its exit schedules the next attempt */ });
       }, delayMs).unref();
     });
     tell({ type: 'start', config: { ...config, httpPort: port }, index });
@@ -85,7 +88,7 @@ export async function startPublicProcesses(config: Config, port: number, logger:
     },
   };
   try {
-    await Promise.all(Array.from({ length: count }, (_, i) => launch(i + 1, 1000)));
+    await Promise.all(Array.from({ length: count }, (_, i) => launch(i + 1, 1000, true)));
   } catch (e) {
     await handle.stop();
     throw e;
