@@ -15,7 +15,8 @@
  */
 import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
-import { digest, timeStampImprint, type TimeStamper } from './cms.ts';
+import { digest } from './cms.ts';
+import { timeStampImprint, type TimeStamper } from './time-stamp.ts';
 import { appendDss, certificatesOfSignature, collectValidationData, issuerChain, readDss, signerCertificateOf, type ValidationDataSource } from './ltv.ts';
 import { PdfDict, PdfDocument, PdfName } from './pdf.ts';
 import { prepareSignature, UpdateObjects } from './signature-field.ts';

@@ -14,9 +14,11 @@ import { YinxinError } from '../common/errors.ts';
 import { toArrayBuffer } from '../common/pem.ts';
 import { digestAlgorithm, hashOfScheme, signatureAlgorithmDer } from '../hsm/algorithms.ts';
 import type { HashName, SignatureScheme, Signer } from '../hsm/signer.ts';
-import { compareDer, encode, preencoded, TSA_OID } from '../tsa/asn1.ts';
-import { grantedTokenFor, quickTimeStampQuery } from '../tsa/fast-client.ts';
+import { compareDer, contextOf, DER_TAG, DerTemplate, encode, preencoded, primitiveTlv, sequenceOf, setOf, TSA_OID, type TemplatePart } from '../tsa/asn1.ts';
 import { signingCertificateV2 } from '../tsa/token.ts';
+import { timeStampImprint, type TimeStamper } from './time-stamp.ts';
+
+export type { TimeStamper } from './time-stamp.ts';
 
 export const CMS_OID = {
   data: '1.2.840.113549.1.7.1',
@@ -28,9 +30,6 @@ export const CMS_OID = {
   /** RFC 3161 Appendix A: id-aa-signatureTimeStampToken */
   signatureTimeStampToken: '1.2.840.113549.1.9.16.2.14',
 } as const;
-
-/** Asks yinxin's TSA: TimeStampReq DER in, TimeStampResp DER out (TimeStampAuthority.respond, or an HTTP client). */
-export type TimeStamper = (queryDer: Uint8Array) => Promise<Uint8Array>;
 
 export interface SealCredential {
   signer: Signer;
@@ -72,19 +71,9 @@ function tagged(tagNumber: number, value: asn1js.BaseBlock[]): asn1js.Constructe
   return new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber }, value });
 }
 
-/**
- * Asks the TSA to stamp a SHA-256 `imprint` and returns the granted token. Everything that can go
- * wrong becomes 'time-not-available', whose message starts with `need` (what wanted the time).
- */
-export async function timeStampImprint(imprint: Uint8Array, timeStamper: TimeStamper, need: string): Promise<Uint8Array> {
-  const query = quickTimeStampQuery(imprint, 'SHA-256');
-  let reply: Uint8Array;
-  try {
-    reply = await timeStamper(query.der);
-  } catch (e) {
-    throw new YinxinError('time-not-available', `${need} and the TSA failed: ${(e as Error).message}`, undefined, { cause: e });
-  }
-  return grantedTokenFor(query, reply);
+/** An attribute whose single value is a slot of `length` octets (the value's whole TLV). */
+function attributeTemplate(type: string, length: number): DerTemplate {
+  return new DerTemplate(sequenceOf({ fixed: encode(new asn1js.ObjectIdentifier({ value: type })) }, setOf({ slot: 'value', length })));
 }
 
 /** Stamps `signature` (RFC 3161 Appendix A: the imprint is the hash of the signature value's octets). */
@@ -92,35 +81,42 @@ export async function signatureTimeStamp(signature: Uint8Array, timeStamper: Tim
   return timeStampImprint(digest('SHA-256', [signature]), timeStamper, 'the seal needs a signature time-stamp');
 }
 
+const MAX_TEMPLATES = 64;
+
 /**
- * The parts of a seal's SignedData that are the same for every seal made with one credential
- * (certificate and chain) and digest algorithm, encoded once with asn1js/pkijs: the SignedData
- * head (version, digestAlgorithms, encapContentInfo, certificates), the SignerInfo head (version,
- * sid, digestAlgorithm), the content-type and signing-certificate-v2 attributes and the
- * signatureAlgorithm. Per seal only message-digest, signing-time, the signature and the
- * time-stamp token are encoded and placed beside them (the technique of tsa/token.ts).
+ * The DER of a seal's SignedData, prepared once per credential (certificate and chain) and digest
+ * algorithm, as tsa/token.ts prepares its tokens: the fixed parts (the SignedData head with
+ * version, digestAlgorithms, encapContentInfo and certificates; the SignerInfo head with version,
+ * sid and digestAlgorithm; the content-type and signing-certificate-v2 attributes; the
+ * signatureAlgorithm) are encoded once with asn1js/pkijs, and the structure around them becomes
+ * DER templates (tsa/asn1.ts) whose slots per seal are message-digest, signing-time, the signature
+ * and the time-stamp token. A template depends only on the lengths of what fills it, so there are
+ * a few per writer (an ECDSA signature is 70 to 72 octets).
  */
 export class SealCmsWriter {
   /** The seal certificate's SubjectPublicKeyInfo (DER): the signer must hold its private half. */
   readonly publicKeyInfo: Uint8Array;
   readonly hash: HashName;
-  readonly #signedDataHead: asn1js.BaseBlock;
-  readonly #signerInfoHead: asn1js.BaseBlock;
+  readonly #signedDataHead: Uint8Array;
+  readonly #signerInfoHead: Uint8Array;
   readonly #fixedAttributes: Uint8Array[];
-  readonly #signatureAlgorithms = new Map<SignatureScheme, asn1js.BaseBlock>();
-  readonly #contentInfoOid: asn1js.BaseBlock;
-  readonly #timeStampOid: asn1js.BaseBlock;
+  readonly #signatureAlgorithms = new Map<SignatureScheme, Uint8Array>();
+  readonly #contentInfoOid: Uint8Array;
+  readonly #timeStampOid: Uint8Array;
+  readonly #digestAttribute: DerTemplate;
+  readonly #timeAttributes = new Map<number, DerTemplate>();
+  /** By signing-time length (0: none): the signed attributes in DER order, as parts with slots. */
+  readonly #attributeParts = new Map<number, { parts: TemplatePart[]; signed: DerTemplate }>();
+  readonly #contentInfos = new Map<string, DerTemplate>();
+  /** The last signing-time encoded (whole seconds: seals in one second share it). */
+  #lastTime: { seconds: number; der: Uint8Array } = { seconds: NaN, der: new Uint8Array(0) };
 
   constructor(credential: Pick<SealCredential, 'certificate' | 'chain'>, hash: HashName) {
     let certificate: pkijs.Certificate;
-    let chain: asn1js.BaseBlock[];
     try {
       certificate = pkijs.Certificate.fromBER(toArrayBuffer(credential.certificate));
       // Checked as certificates once; placed in the SignedData as the bytes given.
-      chain = credential.chain.map((c) => {
-        pkijs.Certificate.fromBER(toArrayBuffer(c));
-        return preencoded(c);
-      });
+      for (const c of credential.chain) pkijs.Certificate.fromBER(toArrayBuffer(c));
     } catch (e) {
       throw new YinxinError('config-invalid', 'the seal certificate or its chain is not DER X.509', undefined, { cause: e });
     }
@@ -128,26 +124,87 @@ export class SealCmsWriter {
     this.publicKeyInfo = encode(certificate.subjectPublicKeyInfo.toSchema());
     const digestAlgorithmDer = encode(digestAlgorithm(hash).toSchema());
     // SignedData version 1: id-data content, only X.509 certificates, sid by issuerAndSerialNumber (RFC 5652 s5.1).
-    this.#signedDataHead = preencoded(Buffer.concat([
+    this.#signedDataHead = Buffer.concat([
       encode(new asn1js.Integer({ value: 1 })),
       encode(new asn1js.Set({ value: [preencoded(digestAlgorithmDer)] })),
       encode(new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: CMS_OID.data })] })),
-      encode(tagged(0, [preencoded(credential.certificate), ...chain])),
-    ]));
+      encode(tagged(0, [credential.certificate, ...credential.chain].map(preencoded))),
+    ]);
     const sid = new pkijs.IssuerAndSerialNumber({ issuer: certificate.issuer, serialNumber: certificate.serialNumber });
-    this.#signerInfoHead = preencoded(Buffer.concat([encode(new asn1js.Integer({ value: 1 })), encode(sid.toSchema()), digestAlgorithmDer]));
+    this.#signerInfoHead = Buffer.concat([encode(new asn1js.Integer({ value: 1 })), encode(sid.toSchema()), digestAlgorithmDer]);
     this.#fixedAttributes = [
       encode(attribute(CMS_OID.contentType, new asn1js.ObjectIdentifier({ value: CMS_OID.data }))),
       encode(attribute(CMS_OID.signingCertificateV2, signingCertificateV2(credential.certificate, certificate))),
     ];
-    this.#contentInfoOid = preencoded(encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signedData })));
-    this.#timeStampOid = preencoded(encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signatureTimeStampToken })));
+    this.#digestAttribute = attributeTemplate(CMS_OID.messageDigest, 2 + createHash(nodeHash[hash]).digest().length);
+    this.#contentInfoOid = encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signedData }));
+    this.#timeStampOid = encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signatureTimeStampToken }));
   }
 
-  #signatureAlgorithm(scheme: SignatureScheme): asn1js.BaseBlock {
-    let block = this.#signatureAlgorithms.get(scheme);
-    if (!block) this.#signatureAlgorithms.set(scheme, (block = preencoded(signatureAlgorithmDer(scheme))));
-    return block;
+  #signatureAlgorithm(scheme: SignatureScheme): Uint8Array {
+    let der = this.#signatureAlgorithms.get(scheme);
+    if (!der) this.#signatureAlgorithms.set(scheme, (der = signatureAlgorithmDer(scheme)));
+    return der;
+  }
+
+  /** RFC 5652 s11.3: UTCTime through 2049, GeneralizedTime after; whole seconds. */
+  #signingTime(date: Date): Uint8Array {
+    const seconds = Math.floor(date.getTime() / 1000);
+    if (this.#lastTime.seconds !== seconds) {
+      const t = new Date(seconds * 1000);
+      this.#lastTime = { seconds, der: encode(t.getUTCFullYear() < 2050 ? new asn1js.UTCTime({ valueDate: t }) : new asn1js.GeneralizedTime({ valueDate: t })) };
+    }
+    return this.#lastTime.der;
+  }
+
+  #timeAttribute(length: number): DerTemplate {
+    let template = this.#timeAttributes.get(length);
+    if (!template) this.#timeAttributes.set(length, (template = attributeTemplate(CMS_OID.signingTime, length)));
+    return template;
+  }
+
+  /**
+   * The signed attributes as template parts, sorted as X.690 s11.6 sorts a DER SET OF (by their
+   * encodings): attributes differ in their lengths or else in their types' OIDs, both fixed here,
+   * before any octet of a value, so the order of the placeholders is the order of every fill.
+   */
+  #attributes(timeLength: number): { parts: TemplatePart[]; signed: DerTemplate } {
+    let entry = this.#attributeParts.get(timeLength);
+    if (!entry) {
+      const candidates: Array<{ part: TemplatePart; placeholder: Uint8Array }> = [
+        ...this.#fixedAttributes.map((der) => ({ part: { fixed: der }, placeholder: der })),
+        { part: { slot: 'digestAttribute', length: this.#digestAttribute.bytes.length }, placeholder: this.#digestAttribute.bytes },
+      ];
+      if (timeLength) {
+        const time = this.#timeAttribute(timeLength);
+        candidates.push({ part: { slot: 'timeAttribute', length: time.bytes.length }, placeholder: time.bytes });
+      }
+      const parts = candidates.sort((a, b) => compareDer(a.placeholder, b.placeholder)).map((c) => c.part);
+      // RFC 5652 s5.4: the signature covers the attributes' DER with an explicit SET OF tag;
+      // the SignerInfo carries the same content under [0] IMPLICIT.
+      entry = { parts, signed: new DerTemplate(setOf(...parts)) };
+      this.#attributeParts.set(timeLength, entry);
+    }
+    return entry;
+  }
+
+  #contentInfo(scheme: SignatureScheme, timeLength: number, signatureLength: number, tokenLength: number): DerTemplate {
+    const key = `${scheme} ${timeLength} ${signatureLength} ${tokenLength}`;
+    let template = this.#contentInfos.get(key);
+    if (!template) {
+      const signerInfo = sequenceOf(
+        { fixed: this.#signerInfoHead },
+        contextOf(0, ...this.#attributes(timeLength).parts),
+        { fixed: this.#signatureAlgorithm(scheme) },
+        { slot: 'signature', length: signatureLength },
+        contextOf(1, sequenceOf({ fixed: this.#timeStampOid }, setOf({ slot: 'token', length: tokenLength }))),
+      );
+      const signedData = sequenceOf({ fixed: this.#signedDataHead }, setOf(signerInfo));
+      template = new DerTemplate(sequenceOf({ fixed: this.#contentInfoOid }, contextOf(0, signedData)));
+      if (this.#contentInfos.size >= MAX_TEMPLATES) this.#contentInfos.clear();
+      this.#contentInfos.set(key, template);
+    }
+    return template;
   }
 
   /** Signs (one HSM signature), time-stamps (one TSA request) and returns the ContentInfo DER. */
@@ -156,33 +213,20 @@ export class SealCmsWriter {
     if (Buffer.compare(Buffer.from(this.publicKeyInfo), Buffer.from(signer.publicKeyInfo)) !== 0) {
       throw new YinxinError('config-invalid', `the seal certificate does not certify HSM key "${signer.label}"`);
     }
-    const attributes = [
-      ...this.#fixedAttributes,
-      encode(attribute(CMS_OID.messageDigest, new asn1js.OctetString({ valueHex: input.contentDigest }))),
-    ];
-    // RFC 5652 s11.3: UTCTime through 2049, GeneralizedTime after.
+    const slots: Record<string, Uint8Array> = {
+      digestAttribute: this.#digestAttribute.fill({ value: primitiveTlv(DER_TAG.octetString, input.contentDigest) }),
+    };
+    let timeLength = 0;
     if (input.signingTime) {
-      const t = new Date(Math.floor(input.signingTime.getTime() / 1000) * 1000);
-      attributes.push(encode(attribute(CMS_OID.signingTime, t.getUTCFullYear() < 2050 ? new asn1js.UTCTime({ valueDate: t }) : new asn1js.GeneralizedTime({ valueDate: t }))));
+      const time = this.#signingTime(input.signingTime);
+      timeLength = time.length;
+      slots.timeAttribute = this.#timeAttribute(timeLength).fill({ value: time });
     }
-    // X.690 s11.6: a DER SET OF sorts its elements by their encodings.
-    const sorted = attributes.sort(compareDer).map(preencoded);
-    // RFC 5652 s5.4: the signature covers the attributes' DER with an explicit SET OF tag;
-    // the SignerInfo carries the same content under [0] IMPLICIT.
-    const signature = await signer.sign(encode(new asn1js.Set({ value: sorted })), signer.scheme);
+    const signature = await signer.sign(this.#attributes(timeLength).signed.fill(slots), signer.scheme);
     const token = await signatureTimeStamp(signature, input.timeStamper);
-
-    const signerInfo = new asn1js.Sequence({
-      value: [
-        this.#signerInfoHead,
-        tagged(0, sorted),
-        this.#signatureAlgorithm(signer.scheme),
-        new asn1js.OctetString({ valueHex: signature }),
-        tagged(1, [new asn1js.Sequence({ value: [this.#timeStampOid, new asn1js.Set({ value: [preencoded(token)] })] })]),
-      ],
-    });
-    const signedData = new asn1js.Sequence({ value: [this.#signedDataHead, new asn1js.Set({ value: [signerInfo] })] });
-    return encode(new asn1js.Sequence({ value: [this.#contentInfoOid, tagged(0, [signedData])] }));
+    slots.signature = primitiveTlv(DER_TAG.octetString, signature);
+    slots.token = token;
+    return this.#contentInfo(signer.scheme, timeLength, slots.signature.length, token.length).fill(slots);
   }
 }
 
