@@ -12,7 +12,7 @@ const benches: Record<string, { file: string; args: string[]; what: string }> = 
   'ca-crl': { file: 'ca-crl.ts', args: ['1000000'], what: '1M-entry CRL vs openssl ca -gencrl' },
   'ca-http': { file: 'ca-http.ts', args: ['10000', '3'], what: 'CRL / CA certificate routes vs bare fastify' },
   ocsp: { file: 'ocsp.ts', args: [], what: 'OCSP responder vs openssl ocsp -multi 2 and bare fastify' },
-  tsa: { file: 'tsa.ts', args: [], what: 'POST /tsa vs raw HSM sign rate and bare fastify (TSA_BENCH_SECONDS, TSA_BENCH_CONNECTIONS)' },
+  tsa: { file: 'tsa.ts', args: [], what: 'POST /tsa with 1 and 2 public processes vs raw HSM sign rate and a bare route (TSA_BENCH_SECONDS, TSA_BENCH_CONNECTIONS)' },
   idp: { file: 'idp.ts', args: ['3'], what: 'password logins, client-credentials and refresh grants' },
   seal: { file: 'seal.ts', args: ['3'], what: 'PAdES vs PDF load+save, CAdES vs TSA tokens' },
 };
