@@ -76,4 +76,11 @@ t.test('derWellFormed: the DER rules it checks', async (t) => {
   t.notOk(ok([0x30, 0x02, 0x00, 0x00]), 'end-of-contents');
   t.notOk(ok([0x24, 0x03, 0x04, 0x01, 0x00]), 'a constructed OCTET STRING');
   t.ok(ok([0xa0, 0x03, 0x02, 0x01, 0x01]), '[0] EXPLICIT INTEGER');
+  t.notOk(ok([0x30, 0x03, 0x01, 0x01, 0x01]), 'a BOOLEAN neither 00 nor FF');
+  t.notOk(ok([0x30, 0x02, 0x02, 0x00]), 'an empty INTEGER');
+  t.notOk(ok([0x30, 0x03, 0x10, 0x01, 0x00]), 'a primitive SEQUENCE');
+  t.notOk(ok([0x30, 0x03, 0x1e, 0x01, 0x41]), 'a BMPString of an odd length');
+  const time = (tag: number, text: string) => ok([0x30, text.length + 2, tag, text.length, ...Buffer.from(text)]);
+  t.ok(time(0x18, '20261121081300Z') && time(0x18, '20261121081300.25Z') && time(0x17, '261121081300Z'), 'DER times');
+  t.notOk(time(0x18, '20261121081300.50Z') || time(0x18, '2026112108130Z') || time(0x17, '2611210813Z'), 'a trailing zero, a short time');
 });

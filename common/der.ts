@@ -46,17 +46,40 @@ export function derChildren(der: Uint8Array, parent: Tlv, max = Infinity): Tlv[]
   return out;
 }
 
+const UTC_TIME = /^\d{12}Z$/;
+const GENERALIZED_TIME = /^\d{14}(\.\d*[1-9])?Z$/;
+
+/** X.690 rules for the contents of the universal primitive types that have any (DER, s10 and s11). */
+function primitiveWellFormed(der: Uint8Array, tlv: Tlv): boolean {
+  const length = tlv.end - tlv.contentStart;
+  const text = () => Buffer.from(der.buffer, der.byteOffset + tlv.contentStart, length).toString('latin1');
+  switch (tlv.tag) {
+    case 0x01: return length === 1 && (der[tlv.contentStart] === 0x00 || der[tlv.contentStart] === 0xff); // BOOLEAN, s11.1
+    case 0x02: case 0x0a: return length > 0; // INTEGER, ENUMERATED
+    case 0x03: return length > 0 && der[tlv.contentStart] <= 7 && (length > 1 || der[tlv.contentStart] === 0); // BIT STRING
+    case 0x05: return length === 0; // NULL
+    case 0x06: case 0x0d: return length > 0 && (der[tlv.end - 1] & 0x80) === 0; // OBJECT IDENTIFIER, RELATIVE-OID: last subidentifier whole
+    case 0x0f: case 0x10: case 0x11: return false; // reserved; SEQUENCE and SET are constructed
+    case 0x17: return UTC_TIME.test(text()); // UTCTime, s11.8
+    case 0x18: return GENERALIZED_TIME.test(text()); // GeneralizedTime, s11.7
+    case 0x1c: return length % 4 === 0; // UniversalString
+    case 0x1e: return length % 2 === 0; // BMPString
+    default: return true;
+  }
+}
+
 /**
  * Whether `tlv` and everything inside it are well-formed DER as far as structure goes: every
  * constructed TLV exactly tiled by its children, no end-of-contents (universal 0, BER's indefinite
  * lengths only), no universal type constructed but SEQUENCE and SET (X.690 s10.2: DER writes
- * strings primitive), and no OBJECT IDENTIFIER whose last subidentifier is cut off (s8.19.2).
- * Values are not otherwise checked.
+ * strings primitive), and universal primitives whose contents break their type's rules (a cut
+ * OBJECT IDENTIFIER, a BOOLEAN other than 00 or FF, a malformed time, ...). Other contents are not
+ * checked (an INTEGER's minimal encoding, a string's character set).
  */
 export function derWellFormed(der: Uint8Array, tlv: Tlv, depth = 0): boolean {
   if ((tlv.tag & 0xdf) === 0) return false;
   if ((tlv.tag & 0xe0) === 0x20 && tlv.tag !== 0x30 && tlv.tag !== 0x31) return false;
-  if (tlv.tag === 0x06) return tlv.end > tlv.contentStart && (der[tlv.end - 1] & 0x80) === 0;
+  if ((tlv.tag & 0xe0) === 0) return primitiveWellFormed(der, tlv);
   if ((tlv.tag & 0x20) === 0) return true;
   if (depth > 32) return false;
   const children = derChildren(der, tlv);

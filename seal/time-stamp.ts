@@ -5,8 +5,8 @@
  *   - the TimeStampReq is a DER template (tsa/asn1.ts) encoded once by asn1js, into which the
  *     imprint and a fresh nonce are written;
  *   - the reply is checked by stepping over its DER (common/der.ts): status granted, and a
- *     TSTInfo whose messageImprint is the one asked for (s2.4.2: "MUST have the same value as
- *     the similar field in TimeStampReq") and whose nonce is ours.
+ *     well-formed TSTInfo of the right shape whose messageImprint is the one asked for (s2.4.2:
+ *     "MUST have the same value as the similar field in TimeStampReq") and whose nonce is ours.
  * A reply that this does not recognise (a refusal, grantedWithMods, a shape it does not expect)
  * goes to tsa/fast-client.ts's grantedTokenFor, which accepts it or says why not.
  */
@@ -41,9 +41,7 @@ const queryTemplate = new DerTemplate(sequenceOf(
 /** PKIStatusInfo of a plain grant: SEQUENCE { INTEGER 0 }, no statusString, no failInfo. */
 const GRANTED = encode(new asn1js.Sequence({ value: [new asn1js.Integer({ value: 0 })] }));
 const TST_INFO_OID = encode(new asn1js.ObjectIdentifier({ value: TSA_OID.tstInfo }));
-const TAG = { integer: 0x02, octetString: 0x04, sequence: 0x30, boolean: 0x01, generalizedTime: 0x18, context0: 0xa0 } as const;
-/** genTime as RFC 3161 s2.4.2 has it: UTC, seconds, optional fraction without trailing zeros. */
-const GENERALIZED_TIME = /^\d{14}(\.\d*[1-9])?Z$/;
+const TAG = { integer: 0x02, octetString: 0x04, sequence: 0x30, boolean: 0x01, objectIdentifier: 0x06, generalizedTime: 0x18, context0: 0xa0, context1: 0xa1 } as const;
 
 /** Nonces from the CSPRNG, 256 at a time. */
 let noncePool = new Uint8Array(0);
@@ -98,7 +96,7 @@ export function grantedTokenQuick(query: SealTimeStampQuery, reply: Uint8Array):
   const token = fields[1].tag === TAG.sequence ? fields[1] : undefined;
   const signedData = child(reply, child(reply, token, 1, TAG.context0), 0, TAG.sequence);
   const encap = child(reply, signedData, 2, TAG.sequence);
-  const eContentType = child(reply, encap, 0, 0x06);
+  const eContentType = child(reply, encap, 0, TAG.objectIdentifier);
   const eContent = child(reply, child(reply, encap, 1, TAG.context0), 0, TAG.octetString);
   if (!token || !eContentType || !eContent || !derEquals(reply, eContentType, TST_INFO_OID)) return undefined;
   const tstInfo = derTlv(reply, eContent.contentStart, eContent.end);
@@ -107,12 +105,17 @@ export function grantedTokenQuick(query: SealTimeStampQuery, reply: Uint8Array):
   // ordering DEFAULT FALSE, nonce OPTIONAL, tsa [0] OPTIONAL, extensions [1] OPTIONAL.
   const info = derChildren(reply, tstInfo);
   if (!info || info.length < 6 || !derWellFormed(reply, tstInfo) || !derEquals(reply, info[2], query.messageImprint)) return undefined;
-  const genTime = info[4];
-  if (genTime.tag !== TAG.generalizedTime || !GENERALIZED_TIME.test(Buffer.from(reply.buffer, reply.byteOffset + genTime.contentStart, genTime.end - genTime.contentStart).toString('latin1'))) return undefined;
+  if (info[0].tag !== TAG.integer || info[1].tag !== TAG.objectIdentifier || info[3].tag !== TAG.integer || info[4].tag !== TAG.generalizedTime) return undefined;
   let at = 5;
-  while (at < info.length && (info[at].tag === TAG.sequence || info[at].tag === TAG.boolean)) at++;
+  if (info[at]?.tag === TAG.sequence) at++;
+  if (info[at]?.tag === TAG.boolean) at++;
   const nonce = info[at];
   if (!nonce || nonce.tag !== TAG.integer || !derContentEquals(reply, nonce, query.nonce)) return undefined;
+  // Then only tsa [0] and extensions [1], each optional.
+  at++;
+  if (info[at]?.tag === TAG.context0) at++;
+  if (info[at]?.tag === TAG.context1) at++;
+  if (at !== info.length) return undefined;
   return reply.subarray(token.start, token.end);
 }
 
