@@ -1,8 +1,11 @@
 /**
- * Seal throughput, in one process, with the product's pieces: the seal key and the TSA key in a
+ * Seal throughput, in one process, with the product's pieces: seals made through the seal registry
+ * (seal/registry.ts, as the API makes them: access and status check, credential, seal, then the
+ * usage record with its audit record as a durable commit), the seal key and the TSA key in a
  * SoftHSM2 token through hsm/pkcs11.ts, the TSA core (tsa/authority.ts) on an LMDB store
- * (store/lmdb.ts) with its audit log, so every time stamp's ledger record is a durable commit.
- * (The CA that issues the certificates is a test double: it is not measured.)
+ * (store/lmdb.ts) with its audit log, so every time stamp's ledger record is a durable commit too.
+ * The CA that issues the certificates is a test double (seal/test-support.ts) on the same store,
+ * so the seal's certificate is read from LMDB as the appliance reads it; issuing is not measured.
  *   - PAdES B-T seals/s on a 20-page ~500 KB PDF, time stamp included, beside loading and saving
  *     the same PDF in the same run (read the file, parse every object with seal/pdf.ts, write a
  *     whole new file with a fresh xref; and `qpdf in out` as an outside reference). Target <= 2x.
@@ -12,16 +15,16 @@
  *   node bench/seal.ts [seconds-per-row=3] [rows, e.g. cades1k,tsa]
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { sealFileCades } from '../seal/cades.ts';
-import { sealPdf } from '../seal/pades.ts';
+import { SealRegistry, type SealUser } from '../seal/registry.ts';
 import { PdfDocument, PdfStream, serialize } from '../seal/pdf.ts';
 import { createAuditLog } from '../audit/audit.ts';
 import { systemClock } from '../common/clock.ts';
 import { openPkcs11KeyStore, prepareSoftHsmToken } from '../hsm/index.ts';
-import { makeSealPki, sealSubject } from '../seal/test-support.ts';
+import { CREDIT_CODE, makeSealPkiOn } from '../seal/test-support.ts';
 import { simplePdf } from '../seal/testing-pdfs.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { createTimeStampAuthority } from '../tsa/authority.ts';
@@ -32,12 +35,13 @@ const seconds = Number(process.argv[2] ?? 3);
 /** Only these rows (to profile one with --cpu-prof): pades, padeslt, loadsave, qpdf, cades1k, tsa, cades10m. */
 const only = process.argv[3]?.split(',');
 const CALLERS = 16;
-const pki = await makeSealPki();
-const pin = '8642-bench';
-const token = await prepareSoftHsmToken({ dir: join(pki.dir, 'hsm'), pin, label: 'seal-bench' });
-const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: 'seal-bench', pin });
-const store = openLmdbStore(join(pki.dir, 'store'));
+const dir = mkdtempSync(join(tmpdir(), 'yinxin-seal-bench-'));
+const store = openLmdbStore(join(dir, 'store'));
 const audit = createAuditLog({ store, clock: systemClock });
+const pki = await makeSealPkiOn(store, audit);
+const pin = '8642-bench';
+const token = await prepareSoftHsmToken({ dir: join(dir, 'hsm'), pin, label: 'seal-bench' });
+const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: 'seal-bench', pin });
 const tsaSigner = await keys.generateKeyPair('tsa/signing', { type: 'ec', curve: 'P-256' });
 const tsaCert = await pki.ca.issueServiceCertificate('issuing', 'tsa', tsaSigner, [{ type: 'C', value: 'CN' }, { type: 'O', value: 'yinxin' }, { type: 'CN', value: 'yinxin TSA' }]);
 const tsa = createTimeStampAuthority({
@@ -45,9 +49,10 @@ const tsa = createTimeStampAuthority({
   timeGuard: new TimeGuard({ clock: systemClock }), policy: { default: '1.2.3.4.1', accepted: [] },
 });
 const timeStamper = (q: Uint8Array) => tsa.respond(q);
-const sealSigner = await keys.generateKeyPair('seal/bench', { type: 'ec', curve: 'P-256' });
-const sealCert = await pki.ca.issue({ ca: 'issuing', profile: 'seal', subject: sealSubject('福州市人民政府办公厅', '福州市人民政府办公厅公章'), publicKeyInfo: sealSigner.publicKeyInfo }, { actor: 'bench' });
-const cred = { signer: sealSigner, certificate: sealCert.der, chain: pki.ca.caChain('issuing') };
+const registry = new SealRegistry({ store, keys, audit, clock: systemClock, ca: pki.ca, timeStamper, validationData: pki.validationData });
+const requested = await registry.request({ organization: '福州市人民政府办公厅', creditCode: CREDIT_CODE, name: '公章', kind: 'official', clients: ['bench'] }, { actor: 'bench:admin', person: 'admin' });
+const seal = await registry.approve(requested.id, { actor: 'bench:officer', person: 'officer' });
+const user: SealUser = { actor: 'token:bench(app)', username: 'app', roles: [], clientId: 'bench' };
 
 type Op = () => Promise<unknown> | unknown;
 
@@ -113,14 +118,13 @@ function loadAndSave(): void {
   writeFileSync(join(pki.dir, 'saved.pdf'), Buffer.concat(parts));
 }
 
-const input = { ...cred, timeStamper, clock: pki.clock, image: { kind: 'drawn' as const, organization: '福州市人民政府办公厅', sealName: '公章' } };
 const pdfRates = await rates({
   pades: async () => {
-    const r = await sealPdf(new Uint8Array(readFileSync(pdfPath)), input);
+    const r = await registry.sealPdf(seal.id, user, new Uint8Array(readFileSync(pdfPath)));
     writeFileSync(join(pki.dir, 'sealed.pdf'), r.pdf);
   },
   padeslt: async () => {
-    const r = await sealPdf(new Uint8Array(readFileSync(pdfPath)), { ...input, level: 'B-LT', validationData: pki.validationData });
+    const r = await registry.sealPdf(seal.id, user, new Uint8Array(readFileSync(pdfPath)), { level: 'B-LT' });
     writeFileSync(join(pki.dir, 'sealed-lt.pdf'), r.pdf);
   },
   loadsave: loadAndSave,
@@ -133,15 +137,15 @@ const large = randomBytes(10 * 1024 * 1024);
 const queries = only && !only.includes('tsa') ? [] : Array.from({ length: 20_000 }, () => buildTimeStampQuery(randomBytes(64)).der);
 let nextQuery = 0;
 const cadesOps = {
-  cades1k: () => sealFileCades(small, { ...cred, timeStamper, clock: pki.clock }),
+  cades1k: () => registry.sealFile(seal.id, user, small),
   tsa: () => tsa.respond(queries[nextQuery++ % queries.length]),
 };
 const one = await rates(cadesOps, 1);
 const many = await rates(cadesOps, CALLERS);
-const { cades10m: cadesLarge } = await rates({ cades10m: () => sealFileCades(large, { ...cred, timeStamper, clock: pki.clock }) });
+const { cades10m: cadesLarge } = await rates({ cades10m: () => registry.sealFile(seal.id, user, large) });
 
 const f = (n: number) => n.toFixed(1).padStart(9);
-console.log(`PDF: 20 pages, ${(pdf.length / 1024).toFixed(0)} KB; ${seconds} s per row in alternating 250 ms slices; ECDSA P-256 keys in SoftHSM2, TSA ledger in LMDB (durable commits)`);
+console.log(`PDF: 20 pages, ${(pdf.length / 1024).toFixed(0)} KB; ${seconds} s per row in alternating 250 ms slices; ECDSA P-256 keys in SoftHSM2; seals through the registry, usage records and TSA ledger in LMDB (durable commits)`);
 console.log('operation                                         per second   ms each');
 const row = (label: string, n: number) => console.log(`${label.padEnd(48)} ${f(n)} ${f(1000 / n)}`);
 row('PAdES B-T seal (read, seal, time stamp, write)', pdfRates.pades);
@@ -156,8 +160,9 @@ row('CAdES B-T seal, 10 MB, 1 caller', cadesLarge);
 console.log(`PAdES time / load+save time: ${(pdfRates.loadsave / pdfRates.pades).toFixed(2)}x (target <= 2x); vs qpdf: ${(pdfRates.qpdf / pdfRates.pades).toFixed(2)}x`);
 console.log(`CAdES 1 KB / TSA tokens: ${((100 * one.cades1k) / one.tsa).toFixed(0)}% with 1 caller, ${((100 * many.cades1k) / many.tsa).toFixed(0)}% with ${CALLERS} (target >= 50%)`);
 const stats = tsa.stats();
-console.log(`TSA: ${stats.issued} tokens issued, ${stats.ledger.commits} ledger commits, rejected ${JSON.stringify(stats.rejected)}`);
+console.log(`TSA: ${stats.issued} tokens issued, ${stats.ledger.commits} ledger commits, rejected ${JSON.stringify(stats.rejected)}; seal uses recorded: ${registry.usageOf(seal.id, 1).stats.uses}`);
 await audit.close();
+pki.cleanup();
 await store.close();
 await keys.close();
-pki.cleanup();
+rmSync(dir, { recursive: true, force: true });

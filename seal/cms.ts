@@ -46,6 +46,8 @@ export interface SignedDataInput extends SealCredential {
   /** CAdES: signing-time attribute; PAdES leaves it out (ETSI EN 319 142-1 s5.4.3). */
   signingTime?: Date;
   timeStamper: TimeStamper;
+  /** Called once the HSM has signed, just before the time-stamp is asked for. */
+  onSigned?: () => void;
 }
 
 const nodeHash: Record<HashName, string> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
@@ -208,7 +210,7 @@ export class SealCmsWriter {
   }
 
   /** Signs (one HSM signature), time-stamps (one TSA request) and returns the ContentInfo DER. */
-  async write(input: { signer: Signer; contentDigest: Uint8Array; signingTime?: Date; timeStamper: TimeStamper }): Promise<Uint8Array> {
+  async write(input: Pick<SignedDataInput, 'signer' | 'contentDigest' | 'signingTime' | 'timeStamper' | 'onSigned'>): Promise<Uint8Array> {
     const { signer } = input;
     if (Buffer.compare(Buffer.from(this.publicKeyInfo), Buffer.from(signer.publicKeyInfo)) !== 0) {
       throw new YinxinError('config-invalid', `the seal certificate does not certify HSM key "${signer.label}"`);
@@ -223,6 +225,7 @@ export class SealCmsWriter {
       slots.timeAttribute = this.#timeAttribute(timeLength).fill({ value: time });
     }
     const signature = await signer.sign(this.#attributes(timeLength).signed.fill(slots), signer.scheme);
+    input.onSigned?.();
     const token = await signatureTimeStamp(signature, input.timeStamper);
     slots.signature = primitiveTlv(DER_TAG.octetString, signature);
     slots.token = token;

@@ -65,6 +65,11 @@ export interface PadesInput extends SealCredential {
    */
   level?: PadesLevel;
   validationData?: ValidationDataSource;
+  /**
+   * Called once the HSM has signed, with the digest it signed (hex), just before the time-stamp is
+   * asked for (the registry starts recording the use there: its commit overlaps the TSA's).
+   */
+  onSigned?: (digest: { documentDigest: string; hash: string }) => void;
 }
 
 /** The PAdES baseline levels a seal can be made at (B-B never: a seal without a time-stamp is refused). */
@@ -229,10 +234,14 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
 
   const hash = sealHash(input.signer);
   const documentDigest = digest(hash, prepared.signedParts);
-  const cms = await buildSignedData({ ...input, hash, contentDigest: documentDigest });
+  const documentDigestHex = Buffer.from(documentDigest).toString('hex');
+  const { onSigned } = input;
+  const cms = await buildSignedData({
+    ...input, hash, contentDigest: documentDigest, onSigned: onSigned && (() => onSigned({ documentDigest: documentDigestHex, hash })),
+  });
   prepared.fill(cms);
   const result: PadesResult = {
-    pdf: prepared.pdf, documentDigest: Buffer.from(documentDigest).toString('hex'), hash, fieldName: prepared.fieldName, byteRange: prepared.byteRange, level,
+    pdf: prepared.pdf, documentDigest: documentDigestHex, hash, fieldName: prepared.fieldName, byteRange: prepared.byteRange, level,
   };
   if (level === 'B-LT' || level === 'B-LTA') {
     // ETSI EN 319 142-1 s5.4: the validation data goes into the DSS after the signature.

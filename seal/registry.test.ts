@@ -129,3 +129,33 @@ t.test('an expired seal certificate is refused', async (t) => {
   const e = await error(r2.sealPdf(finance.id, { actor: 'operator:rao', username: 'rao', roles: ['ra-officer'] }, simplePdf()));
   t.ok(isYinxinError(e, 'conflict'));
 });
+
+t.test('a seal that fails after signing: its use is marked failed and audited, the counts say so', async (t) => {
+  const rao: SealUser = { actor: 'operator:rao', username: 'rao', roles: ['ra-officer'] };
+  const refusing = new SealRegistry({ store: pki.store, keys: pki.keys, audit: pki.audit, clock: pki.clock, ca: pki.ca,
+    timeStamper: async () => new Uint8Array([0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x02]) });
+  const before = registry.usageOf(finance.id).stats;
+  const uses = pki.audit.list({ action: 'seal.use' }).length;
+
+  const e = await error(refusing.sealFile(finance.id, rao, Buffer.from('minutes')));
+  t.ok(isYinxinError(e, 'time-not-available'), String(e));
+  const after = registry.usageOf(finance.id);
+  t.equal(after.stats.uses, before.uses, 'not counted as a use');
+  t.equal(after.stats.failed, (before.failed ?? 0) + 1, 'counted as failed');
+  t.equal(after.recent[0].failed, 'time-not-available', 'the row says why');
+  const records = pki.audit.list({ action: 'seal.use' }).slice(uses);
+  t.same(records.map((r) => r.outcome), ['success', 'failure'], 'the use, then its failure');
+  t.equal(records[1].details?.error, 'time-not-available');
+  t.equal(records[1].details?.documentDigest, records[0].details?.documentDigest);
+
+  // Refused before anything is signed: nothing recorded.
+  t.ok(isYinxinError(await error(refusing.sealPdf(finance.id, rao, new Uint8Array(Buffer.from('%PDF-1.7 not really')))), 'bad-request'));
+  t.equal(pki.audit.list({ action: 'seal.use' }).length, uses + 2, 'a malformed PDF records no use');
+
+  // Concurrent seals: every use counted once, under its own row.
+  const sealed = await Promise.all(Array.from({ length: 12 }, (_, i) => registry.sealFile(finance.id, rao, Buffer.from(`file ${i}`))));
+  const now = registry.usageOf(finance.id, 100);
+  t.equal(now.stats.uses, before.uses + 12);
+  t.equal(now.stats.file, before.file + 12);
+  t.same(new Set(now.recent.filter((r) => !r.failed).slice(0, 12).map((r) => r.documentDigest)), new Set(sealed.map((s) => s.documentDigest)), 'one row per seal');
+});

@@ -19,10 +19,10 @@ import { personOf, revocationReasons, type Actor, type CertificateAuthority, typ
 import { validateSocialCreditCode } from '../ca/identifiers.ts';
 import type { Subject } from '../ca/profiles.ts';
 import type { Clock } from '../common/clock.ts';
-import { YinxinError } from '../common/errors.ts';
-import type { KeySpec, KeyStore } from '../hsm/signer.ts';
+import { isYinxinError, YinxinError } from '../common/errors.ts';
+import type { KeySpec, KeyStore, Signer } from '../hsm/signer.ts';
 import type { Store, Table } from '../store/store.ts';
-import { sealFileCades } from './cades.ts';
+import { sealDigestCades } from './cades.ts';
 import { digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
 import type { ValidationDataSource } from './ltv.ts';
 import { jpegSize, sealPdf, type PadesLevel, type PadesResult, type SealImage, type SealPlacement } from './pades.ts';
@@ -74,12 +74,25 @@ export interface UsageRecord {
   documentDigest: string;
   hash: string;
   time: string;
+  /** Set when the seal failed after its use was recorded: the error code (e.g. time-not-available). */
+  failed?: string;
+}
+
+/** seal.usage key: seal id, ISO time, row number. */
+type UsageKey = [string, string, number];
+
+interface RecordedUse {
+  key: UsageKey;
+  record: UsageRecord;
 }
 
 export interface SealStats {
+  /** Seals made (failed ones not counted). */
   uses: number;
   pdf: number;
   file: number;
+  /** Uses recorded whose seal then failed (HSM, TSA, B-LT validation data). */
+  failed?: number;
   firstUse?: string;
   lastUse?: string;
 }
@@ -123,6 +136,12 @@ export interface SealRegistryOptions {
 }
 
 const MAX_IMAGE = 512 * 1024;
+/**
+ * How long a seal key's signer is reused before it is looked up in the key store again. A lookup is
+ * two C_FindObjects and attribute reads (in SoftHSM2, half of a CAdES seal's time); a key destroyed
+ * in the token stops being used within this time, as the key store's own session copies do.
+ */
+const SIGNER_REUSE_MS = 10_000;
 
 function nameCheck(value: unknown, field: string, max = 64): string {
   if (typeof value !== 'string' || value.trim() === '' || [...value].length > max) {
@@ -151,6 +170,8 @@ export class SealRegistry {
   readonly seals: Table<SealRecord>;
   readonly usage: Table<UsageRecord>;
   readonly stats: Table<SealStats>;
+  /** Signers by key label and until when (performance.now()) they are reused. */
+  readonly #signers = new Map<string, { signer: Promise<Signer>; until: number }>();
 
   constructor(options: SealRegistryOptions) {
     this.#o = options;
@@ -327,42 +348,105 @@ export class SealRegistry {
     const view = this.view(seal);
     if (view.state !== 'active') throw new YinxinError('conflict', `seal ${id} is ${view.state}, not active`, { seal: id, state: view.state });
     const cert = this.#o.ca.get(seal.ca, seal.certificateSerial!)!;
-    const signer = await this.#o.keys.getSigner(seal.keyLabel);
+    const signer = await this.#signer(seal.keyLabel);
     return { seal, credential: { signer, certificate: cert.der, chain: this.#o.ca.caChain(seal.ca) } };
+  }
+
+  #signer(label: string): Promise<Signer> {
+    const now = performance.now();
+    const known = this.#signers.get(label);
+    if (known && known.until > now) return known.signer;
+    const entry = { signer: this.#o.keys.getSigner(label), until: now + SIGNER_REUSE_MS };
+    this.#signers.set(label, entry);
+    entry.signer.catch(() => this.#forgetSigner(label, entry));
+    return entry.signer;
+  }
+
+  /** After a failed seal the key is looked up again next time (it may have been destroyed or replaced). */
+  #forgetSigner(label: string, entry = this.#signers.get(label)): void {
+    if (entry && this.#signers.get(label) === entry) this.#signers.delete(label);
   }
 
   /** Seals a PDF (PAdES B-T, visible seal) and records the use. The sealed file is returned, never stored. */
   async sealPdf(id: string, user: SealUser, pdf: Uint8Array, options: { placement?: SealPlacement; level?: PadesLevel; reason?: string; location?: string; requestId?: string } = {}): Promise<PadesResult> {
     const { seal, credential } = await this.credential(id, user);
-    const result = await sealPdf(pdf, {
+    return this.#recordingUse(seal, user, 'pdf', options.requestId, (recordUse) => sealPdf(pdf, {
       ...credential, timeStamper: this.#o.timeStamper, clock: this.#o.clock,
       image: imageOfRecord(seal),
       placement: options.placement, name: seal.name, reason: options.reason, location: options.location,
       level: options.level, validationData: this.#o.validationData,
-    });
-    await this.#recordUse(seal, user, 'pdf', result.documentDigest, result.hash, options.requestId);
-    return result;
+      onSigned: ({ documentDigest, hash }) => recordUse(documentDigest, hash),
+    }));
   }
 
   /** Seals any file (detached CAdES B-T) and records the use. */
   async sealFile(id: string, user: SealUser, content: Uint8Array, options: { requestId?: string } = {}): Promise<{ p7s: Uint8Array; documentDigest: string; hash: string }> {
     const { seal, credential } = await this.credential(id, user);
-    const p7s = await sealFileCades(content, { ...credential, timeStamper: this.#o.timeStamper, clock: this.#o.clock });
     const hash = sealHash(credential.signer);
-    const documentDigest = Buffer.from(digest(hash, [content])).toString('hex');
-    await this.#recordUse(seal, user, 'file', documentDigest, hash, options.requestId);
+    const contentDigest = digest(hash, [content]);
+    const documentDigest = Buffer.from(contentDigest).toString('hex');
+    const p7s = await this.#recordingUse(seal, user, 'file', options.requestId, (recordUse) => sealDigestCades(contentDigest, hash, {
+      ...credential, timeStamper: this.#o.timeStamper, clock: this.#o.clock, onSigned: () => recordUse(documentDigest, hash),
+    }));
     return { p7s, documentDigest, hash };
   }
 
-  async #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<void> {
+  /**
+   * Makes a seal with `make`, which calls `recordUse` once the HSM has signed, before it asks for
+   * the time-stamp. The use and its audit record are committed while the TSA works: one after the
+   * other, a seal would wait for two durable commits (the TSA's ledger, then its own), which caps
+   * seals at half the TSA's rate. The seal is returned only once its use is durable. If the seal
+   * fails after the use was recorded (the TSA, B-LT validation data), a second transaction marks
+   * the use failed, takes it out of the counts and audits the failure; a crash in between leaves
+   * the use recorded (the HSM did sign).
+   */
+  async #recordingUse<R>(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', requestId: string | undefined,
+    make: (recordUse: (documentDigest: string, hash: string) => void) => Promise<R>): Promise<R> {
+    let recording: Promise<RecordedUse> | undefined;
+    const recordUse = (documentDigest: string, hash: string): void => {
+      if (recording) throw new YinxinError('internal', 'a seal recorded its use twice');
+      recording = this.#recordUse(seal, user, kind, documentDigest, hash, requestId);
+      // Awaited below; until then a failure must not count as unhandled.
+      recording.catch(() => undefined);
+    };
+    try {
+      const result = await make(recordUse);
+      if (!recording) throw new YinxinError('internal', 'a seal was made without recording its use');
+      await recording;
+      return result;
+    } catch (e) {
+      this.#forgetSigner(seal.keyLabel);
+      const recorded = await recording?.catch(() => undefined);
+      if (recorded) await this.#recordFailedUse(seal, user, recorded, e, requestId);
+      throw e;
+    }
+  }
+
+  async #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<RecordedUse> {
     const time = this.#o.clock.now().toISOString();
-    await this.#o.store.transaction((tx) => {
+    return this.#o.store.transaction((tx) => {
       const stats = tx.get(this.stats, seal.id) ?? { uses: 0, pdf: 0, file: 0 };
       const next: SealStats = { ...stats, uses: stats.uses + 1, [kind]: stats[kind] + 1, lastUse: time, firstUse: stats.firstUse ?? time };
+      // Row numbers count failed uses too, so that taking one out of `uses` never frees its number.
+      const key: UsageKey = [seal.id, time, next.uses + (next.failed ?? 0)];
+      const record: UsageRecord = { actor: user.actor, kind, documentDigest, hash, time };
       tx.put(this.stats, seal.id, next);
-      tx.put(this.usage, [seal.id, time, next.uses], { actor: user.actor, kind, documentDigest, hash, time });
+      tx.put(this.usage, key, record);
       this.#o.audit.append(tx, { actor: user.actor, action: 'seal.use', object: `seal:${seal.id}`, outcome: 'success', requestId,
         details: { kind, documentDigest, hash } });
+      return { key, record };
+    });
+  }
+
+  async #recordFailedUse(seal: SealRecord, user: SealUser, recorded: RecordedUse, error: unknown, requestId?: string): Promise<void> {
+    const code = isYinxinError(error) ? error.code : 'internal';
+    const { kind, documentDigest, hash } = recorded.record;
+    await this.#o.store.transaction((tx) => {
+      const stats = tx.get(this.stats, seal.id);
+      if (stats) tx.put(this.stats, seal.id, { ...stats, uses: stats.uses - 1, [kind]: stats[kind] - 1, failed: (stats.failed ?? 0) + 1 });
+      tx.put(this.usage, recorded.key, { ...recorded.record, failed: code });
+      this.#o.audit.append(tx, { actor: user.actor, action: 'seal.use', object: `seal:${seal.id}`, outcome: 'failure', requestId,
+        details: { kind, documentDigest, hash, error: code } });
     });
   }
 

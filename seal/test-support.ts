@@ -15,6 +15,8 @@ import { CrlPublisher } from '../ca/crl-publisher.ts';
 import { ensureOcspSigners, OcspResponder } from '../ocsp/index.ts';
 import type { Subject } from '../ca/profiles.ts';
 import { MemoryStore, TableAuditLog } from '../ca/test-support.ts';
+import type { AuditLog } from '../audit/types.ts';
+import type { Store } from '../store/store.ts';
 import { SoftwareKeyStore } from '../hsm/software.ts';
 import { createTimeStampAuthority, type TimeStampAuthority } from '../tsa/authority.ts';
 import { TimeGuard } from '../tsa/timeguard.ts';
@@ -27,10 +29,10 @@ export function sealSubject(organization: string, sealName: string, code = CREDI
   return [{ type: 'C', value: 'CN' }, { type: 'O', value: organization }, { type: 'CN', value: sealName }, { type: 'organizationIdentifier', value: code }];
 }
 
-export interface SealPki {
-  store: MemoryStore;
+export interface SealPki<S extends Store = MemoryStore, A extends AuditLog = TableAuditLog> {
+  store: S;
   keys: SoftwareKeyStore;
-  audit: TableAuditLog;
+  audit: A;
   ca: CertificateAuthority;
   clock: Clock;
   tsa: TimeStampAuthority;
@@ -52,10 +54,21 @@ export interface SealPki {
 }
 
 export async function makeSealPki(clock: Clock = systemClock): Promise<SealPki> {
-  const dir = mkdtempSync(join(tmpdir(), 'yinxin-seal-'));
   const store = new MemoryStore();
+  return sealPkiOn(store, new TableAuditLog(store, clock), clock);
+}
+
+/**
+ * The same on a given store and audit log (a benchmark's LMDB store, so that the CA's records are
+ * read from where the appliance reads them). The CA's keys stay software keys.
+ */
+export function makeSealPkiOn<S extends Store, A extends AuditLog>(store: S, audit: A, clock: Clock = systemClock): Promise<SealPki<S, A>> {
+  return sealPkiOn(store, audit, clock);
+}
+
+async function sealPkiOn<S extends Store, A extends AuditLog>(store: S, audit: A, clock: Clock): Promise<SealPki<S, A>> {
+  const dir = mkdtempSync(join(tmpdir(), 'yinxin-seal-'));
   const keys = new SoftwareKeyStore();
-  const audit = new TableAuditLog(store, clock);
   const ca = await CertificateAuthority.open({ store, keys, audit, clock, options: { baseUrl: 'http://127.0.0.1:8080' } });
   await ca.initialize();
   const tsaSigner = await keys.generateKeyPair('tsa', { type: 'ec', curve: 'P-256' });
