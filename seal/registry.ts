@@ -86,6 +86,17 @@ interface RecordedUse {
   record: UsageRecord;
 }
 
+interface PendingUse {
+  seal: SealRecord;
+  user: SealUser;
+  kind: 'pdf' | 'file';
+  documentDigest: string;
+  hash: string;
+  requestId?: string;
+  resolve: (recorded: RecordedUse) => void;
+  reject: (error: unknown) => void;
+}
+
 export interface SealStats {
   /** Seals made (failed ones not counted). */
   uses: number;
@@ -172,6 +183,8 @@ export class SealRegistry {
   readonly stats: Table<SealStats>;
   /** Signers by key label and until when (performance.now()) they are reused. */
   readonly #signers = new Map<string, { signer: Promise<Signer>; until: number }>();
+  /** Uses waiting for this turn's transaction (#recordUse). */
+  #pendingUses: PendingUse[] = [];
 
   constructor(options: SealRegistryOptions) {
     this.#o = options;
@@ -324,15 +337,22 @@ export class SealRegistry {
 
   view(seal: SealRecord, cert?: CertificateRecord): SealView {
     const { imageJpeg, imagePng, ...rest } = seal;
-    const c = cert ?? (seal.certificateSerial ? this.#o.ca.get(seal.ca, seal.certificateSerial) : undefined);
-    let state: SealState;
-    if (seal.rejected) state = 'rejected';
-    else if (!c) state = 'pending';
-    else if (c.status === 'revoked') state = 'revoked';
-    else if (c.status === 'hold') state = 'suspended';
-    else if (new Date(c.notAfter) <= this.#o.clock.now() || new Date(c.notBefore) > this.#o.clock.now()) state = 'expired';
-    else state = 'active';
-    return { ...rest, state, hasImage: imageJpeg !== undefined || imagePng !== undefined, ...(c ? { notAfter: c.notAfter } : {}) };
+    const c = cert ?? this.#certificateOf(seal);
+    return { ...rest, state: this.#state(seal, c), hasImage: imageJpeg !== undefined || imagePng !== undefined, ...(c ? { notAfter: c.notAfter } : {}) };
+  }
+
+  #certificateOf(seal: SealRecord): CertificateRecord | undefined {
+    return seal.certificateSerial ? this.#o.ca.get(seal.ca, seal.certificateSerial) : undefined;
+  }
+
+  #state(seal: SealRecord, cert: CertificateRecord | undefined): SealState {
+    if (seal.rejected) return 'rejected';
+    if (!cert) return 'pending';
+    if (cert.status === 'revoked') return 'revoked';
+    if (cert.status === 'hold') return 'suspended';
+    const now = this.#o.clock.now().getTime();
+    if (Date.parse(cert.notAfter) <= now || Date.parse(cert.notBefore) > now) return 'expired';
+    return 'active';
   }
 
   /**
@@ -345,11 +365,11 @@ export class SealRegistry {
       || (user.clientId === undefined && seal.users.includes(user.username))
       || user.roles.some((r) => seal.roles.includes(r));
     if (!allowed) throw new YinxinError('forbidden', `you may not use seal ${id}`, { seal: id });
-    const view = this.view(seal);
-    if (view.state !== 'active') throw new YinxinError('conflict', `seal ${id} is ${view.state}, not active`, { seal: id, state: view.state });
-    const cert = this.#o.ca.get(seal.ca, seal.certificateSerial!)!;
+    const cert = this.#certificateOf(seal);
+    const state = this.#state(seal, cert);
+    if (state !== 'active') throw new YinxinError('conflict', `seal ${id} is ${state}, not active`, { seal: id, state });
     const signer = await this.#signer(seal.keyLabel);
-    return { seal, credential: { signer, certificate: cert.der, chain: this.#o.ca.caChain(seal.ca) } };
+    return { seal, credential: { signer, certificate: cert!.der, chain: this.#o.ca.caChain(seal.ca) } };
   }
 
   #signer(label: string): Promise<Signer> {
@@ -422,20 +442,38 @@ export class SealRegistry {
     }
   }
 
-  async #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<RecordedUse> {
-    const time = this.#o.clock.now().toISOString();
-    return this.#o.store.transaction((tx) => {
-      const stats = tx.get(this.stats, seal.id) ?? { uses: 0, pdf: 0, file: 0 };
-      const next: SealStats = { ...stats, uses: stats.uses + 1, [kind]: stats[kind] + 1, lastUse: time, firstUse: stats.firstUse ?? time };
-      // Row numbers count failed uses too, so that taking one out of `uses` never frees its number.
-      const key: UsageKey = [seal.id, time, next.uses + (next.failed ?? 0)];
-      const record: UsageRecord = { actor: user.actor, kind, documentDigest, hash, time };
-      tx.put(this.stats, seal.id, next);
-      tx.put(this.usage, key, record);
-      this.#o.audit.append(tx, { actor: user.actor, action: 'seal.use', object: `seal:${seal.id}`, outcome: 'success', requestId,
-        details: { kind, documentDigest, hash } });
-      return { key, record };
+  /**
+   * Records a use (usage row, counts, audit record). The uses asked for in one event-loop turn
+   * (concurrent seals whose signatures the key store returned together) share one transaction,
+   * with one read and write of each seal's counts, as the TSA's ledger groups its tokens.
+   */
+  #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<RecordedUse> {
+    return new Promise((resolve, reject) => {
+      if (this.#pendingUses.push({ seal, user, kind, documentDigest, hash, requestId, resolve, reject }) === 1) queueMicrotask(() => this.#flushUses());
     });
+  }
+
+  #flushUses(): void {
+    const batch = this.#pendingUses;
+    this.#pendingUses = [];
+    this.#o.store.transaction((tx) => {
+      const counts = new Map<string, SealStats>();
+      const recorded = batch.map(({ seal, user, kind, documentDigest, hash, requestId }): RecordedUse => {
+        const time = this.#o.clock.now().toISOString();
+        const before = counts.get(seal.id) ?? tx.get(this.stats, seal.id) ?? { uses: 0, pdf: 0, file: 0 };
+        const next: SealStats = { ...before, uses: before.uses + 1, [kind]: before[kind] + 1, lastUse: time, firstUse: before.firstUse ?? time };
+        counts.set(seal.id, next);
+        // Row numbers count failed uses too, so that taking one out of `uses` never frees its number.
+        const key: UsageKey = [seal.id, time, next.uses + (next.failed ?? 0)];
+        const record: UsageRecord = { actor: user.actor, kind, documentDigest, hash, time };
+        tx.put(this.usage, key, record);
+        this.#o.audit.append(tx, { actor: user.actor, action: 'seal.use', object: `seal:${seal.id}`, outcome: 'success', requestId,
+          details: { kind, documentDigest, hash } });
+        return { key, record };
+      });
+      for (const [id, next] of counts) tx.put(this.stats, id, next);
+      return recorded;
+    }).then((recorded) => batch.forEach((use, i) => use.resolve(recorded[i])), (e: unknown) => batch.forEach((use) => use.reject(e)));
   }
 
   async #recordFailedUse(seal: SealRecord, user: SealUser, recorded: RecordedUse, error: unknown, requestId?: string): Promise<void> {
