@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import type { FastifyListenOptions } from 'fastify';
 import { createAuditLog } from '../audit/audit.ts';
 import { systemClock } from '../common/clock.ts';
+import { keepMemoryReducerAwake } from '../common/memory-reducer.ts';
 import { withLabel, type MetricFamily } from '../common/metrics.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { tsaMetrics } from '../tsa/index.ts';
@@ -70,6 +71,7 @@ async function run(config: Config, index: number): Promise<() => Promise<void>> 
   const app = await buildPublicPort({ config, logger, metrics, keys, store, clock: systemClock }, services, metricsText);
   const listen: FastifyListenOptions & { reusePort: boolean } = { host: config.host, port: config.httpPort, reusePort: true };
   await app.listen(listen);
+  keepMemoryReducerAwake();
   logger.info({ port: config.httpPort }, 'public process serving');
   return async () => {
     clearInterval(push);

@@ -3,6 +3,7 @@
  * SIGTERM/SIGINT (stops accepting, lets in-flight requests finish, closes the store cleanly).
  */
 import { readFileSync } from 'node:fs';
+import { flushCompileCache } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyListenOptions } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -20,6 +21,7 @@ import { ocspRoutes } from '../ocsp/index.ts';
 import { caApiRoutes, caPublicRoutes } from '../ca/routes.ts';
 import { attributeCertificateRoutes } from '../ca/attribute-routes.ts';
 import { sealApiRoutes, sealPublicRoutes } from '../seal/index.ts';
+import { keepMemoryReducerAwake } from '../common/memory-reducer.ts';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -103,9 +105,13 @@ export async function startAppliance(config: Config, logger: Logger = createLogg
         throw e;
       })
       : null;
+    // Everything is loaded: write the compile cache now (README, Memory) rather than at exit.
+    flushCompileCache();
+    const stopNudges = keepMemoryReducerAwake();
     let stopping: Promise<void> | null = null;
     const stop = () => (stopping ??= (async () => {
       logger.info('shutting down: finishing in-flight requests');
+      stopNudges();
       await publicProcesses?.stop();
       await Promise.allSettled([http.close(), https.close()]);
       await appliance.close();
