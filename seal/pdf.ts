@@ -430,6 +430,8 @@ export class PdfDocument {
       const start = lex.int();
       const count = lex.int();
       if (count > 10_000_000) throw malformed('an xref subsection is implausibly large');
+      lex.skipWs();
+      if (this.#readFixedEntries(lex, start, count)) continue;
       for (let i = 0; i < count; i++) {
         const offset = lex.int();
         const gen = lex.int();
@@ -443,6 +445,38 @@ export class PdfDocument {
     const trailer = lex.parse();
     if (!(trailer instanceof PdfDict)) throw malformed('the trailer is not a dictionary');
     return trailer;
+  }
+
+  /**
+   * The entries of a subsection when every one is in the exact 20-byte form of s7.5.4
+   * ("nnnnnnnnnn ggggg n" and a two-byte end of line), read straight from the bytes; false (and
+   * nothing read) otherwise, for the tokenizer to read them.
+   */
+  #readFixedEntries(lex: PdfLexer, start: number, count: number): boolean {
+    const b = this.bytes;
+    const at = lex.pos;
+    if (at + count * 20 > b.length) return false;
+    const digits = (from: number, n: number): number => {
+      let v = 0;
+      for (let i = from; i < from + n; i++) {
+        const d = b[i] - 0x30;
+        if (d < 0 || d > 9) return -1;
+        v = v * 10 + d;
+      }
+      return v;
+    };
+    const entries: Array<[number, number, number]> = [];
+    for (let i = 0; i < count; i++) {
+      const e = at + i * 20;
+      const kind = b[e + 17];
+      const offset = digits(e, 10);
+      const gen = digits(e + 11, 5);
+      if (offset < 0 || gen < 0 || b[e + 10] !== 0x20 || b[e + 16] !== 0x20 || (kind !== 0x6e && kind !== 0x66) || !WS.has(b[e + 18]) || !WS.has(b[e + 19])) return false;
+      entries.push([offset, gen, kind]);
+    }
+    entries.forEach(([offset, gen, kind], i) => this.#put(start + i, kind === 0x6e ? { type: 'offset', offset, gen } : { type: 'free' }));
+    lex.pos = at + count * 20;
+    return true;
   }
 
   #readXrefStream(offset: number): PdfDict {
