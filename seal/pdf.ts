@@ -675,6 +675,9 @@ function mediaBoxOf(obj: PdfObject): number[] | undefined {
   return Array.isArray(obj) && obj.length === 4 && obj.every((x) => typeof x === 'number' && Number.isFinite(x)) ? obj as number[] : undefined;
 }
 
+/** A name of regular characters only, written as it is (s7.3.5). */
+const PLAIN_NAME = /^[A-Za-z0-9._*+-]*$/;
+
 /** Serializes an object in PDF syntax (s7.3); streams are written by the caller. */
 export function serialize(obj: PdfObject): string {
   if (obj === null) return 'null';
@@ -685,6 +688,7 @@ export function serialize(obj: PdfObject): string {
     return Number.isInteger(obj) ? String(obj) : obj.toFixed(4).replace(/\.?0+$/, '');
   }
   if (obj instanceof PdfName) {
+    if (PLAIN_NAME.test(obj.name)) return `/${obj.name}`;
     return `/${Buffer.from(obj.name, 'latin1').toString('latin1').replace(/[^!-~]|[#()<>[\]{}/%]/g, (c) => `#${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}`;
   }
   if (obj instanceof PdfString) return `<${Buffer.from(obj.bytes).toString('hex')}>`;
