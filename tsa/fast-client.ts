@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { YinxinError } from '../common/errors.ts';
+import { derChildren, derTlv, type Tlv } from '../common/der.ts';
 import { toArrayBuffer } from '../common/pem.ts';
 import { encode, hex, preencoded } from './asn1.ts';
 import type { TimeStampQuery } from './client.ts';
@@ -73,40 +74,21 @@ function parseWhole(der: Uint8Array, what: string): asn1js.BaseBlock {
 }
 
 /**
- * One DER TLV's place in `der`: identifier octet, where the contents start and end. Used to step
- * over the parts of a reply this reader does not need (the token's certificates, signature) so
- * that asn1js decodes only the small leaves read here: a full asn1js parse of a reply with the
- * TSA certificate costs several times the rest of a seal. Single-octet tags only (all that
- * RFC 3161 / RFC 5652 use on this path); definite lengths only (DER, X.690 s10.1).
+ * The DER readers of common/der.ts, refusing with malformed-der where they answer undefined. They
+ * step over the parts of a reply this reader does not need (the token's certificates, signature)
+ * so that asn1js decodes only the small leaves read here: a full asn1js parse of a reply with the
+ * TSA certificate costs several times the rest of a seal.
  */
-interface Tlv { tag: number; start: number; contentStart: number; end: number }
-
 function tlvAt(der: Uint8Array, start: number, limit: number, what: string): Tlv {
-  const bad = (why: string) => new YinxinError('malformed-der', `${what}: ${why}`);
-  if (start + 2 > limit) throw bad('truncated');
-  const tag = der[start];
-  if ((tag & 0x1f) === 0x1f) throw bad('multi-octet tag');
-  let length = der[start + 1];
-  let contentStart = start + 2;
-  if (length & 0x80) {
-    const octets = length & 0x7f;
-    if (octets === 0 || octets > 4) throw bad('indefinite or oversized length');
-    if (contentStart + octets > limit) throw bad('truncated length');
-    length = 0;
-    for (let i = 0; i < octets; i++) length = length * 256 + der[contentStart + i];
-    contentStart += octets;
-  }
-  const end = contentStart + length;
-  if (end > limit) throw bad('value runs past its container');
-  return { tag, start, contentStart, end };
+  const tlv = derTlv(der, start, limit);
+  if (!tlv) throw new YinxinError('malformed-der', `${what}: truncated, or not DER (multi-octet tag, indefinite or oversized length)`);
+  return tlv;
 }
 
-/** The TLVs directly inside a constructed `parent` (or the first `max` of them). */
 function tlvChildren(der: Uint8Array, parent: Tlv, what: string, max = Infinity): Tlv[] {
-  if ((parent.tag & 0x20) === 0) throw new YinxinError('malformed-der', `${what} is not constructed`);
-  const out: Tlv[] = [];
-  for (let at = parent.contentStart; at < parent.end && out.length < max; at = out[out.length - 1].end) out.push(tlvAt(der, at, parent.end, what));
-  return out;
+  const children = derChildren(der, parent, max);
+  if (!children) throw new YinxinError('malformed-der', `${what}: not a constructed value whose contents are DER values`);
+  return children;
 }
 
 function expectTag(t: Tlv | undefined, tag: number, what: string): Tlv {
