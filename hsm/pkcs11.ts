@@ -484,7 +484,7 @@ class Pkcs11Store implements Pkcs11KeyStore {
   readonly #copyKeys: boolean;
   readonly #copyCheckMs: number;
   #copyCheck: NodeJS.Timeout | undefined;
-  /** Working copies by "private:<label>" or "secret:<label>" (handle = tokenObject where the token refused a copy). */
+  /** The handles keys are used through, by "private:<label>" or "secret:<label>": a working copy, or the token object itself where copies are off or refused. */
   readonly #workingCopies = new Map<string, { tokenObject: Buffer; handle: Buffer }>();
   /** Why the token refused a working copy, if it did (reported by health()). */
   #copyRefused: string | undefined;
@@ -503,7 +503,6 @@ class Pkcs11Store implements Pkcs11KeyStore {
     this.#dispatcher = new SignDispatcher(loaded.lib, session, { modulePath: loaded.path, slot: new Uint8Array(slot) }, threads);
   }
 
-  readonly #secretKeyHandles = new Map<string, Buffer>();
 
   #assertOpen(): void {
     if (this.#closed) throw closedError();
@@ -602,15 +601,16 @@ class Pkcs11Store implements Pkcs11KeyStore {
    * no C_CopyObject) is used through the token object, as before; health() says so.
    */
   #workingHandle(tokenObject: Buffer, name: string): Buffer {
-    if (!this.#copyKeys) return tokenObject;
     const known = this.#workingCopies.get(name);
     if (known?.tokenObject.equals(tokenObject)) return known.handle;
     if (known) this.#dropWorkingCopy(name);
     let handle = tokenObject;
-    try {
-      handle = this.#lib.C_CopyObject(this.#session, tokenObject, [{ type: P.CKA_TOKEN, value: false }]);
-    } catch (e) {
-      this.#copyRefused = `the token refused a session copy of "${name}" (${firstLine(e)}): using the token object`;
+    if (this.#copyKeys) {
+      try {
+        handle = this.#lib.C_CopyObject(this.#session, tokenObject, [{ type: P.CKA_TOKEN, value: false }]);
+      } catch (e) {
+        this.#copyRefused = `the token refused a session copy of "${name}" (${firstLine(e)}): using the token object`;
+      }
     }
     this.#workingCopies.set(name, { tokenObject, handle });
     this.#copyCheck ??= setInterval(() => this.#checkWorkingCopies(), this.#copyCheckMs).unref();
@@ -621,7 +621,6 @@ class Pkcs11Store implements Pkcs11KeyStore {
     const copy = this.#workingCopies.get(name);
     if (!copy) return;
     this.#workingCopies.delete(name);
-    if (name.startsWith('secret:')) this.#secretKeyHandles.delete(name.slice('secret:'.length));
     if (!copy.handle.equals(copy.tokenObject)) {
       try { this.#lib.C_DestroyObject(this.#session, copy.handle); } catch { /* already gone with its session */ }
     }
@@ -739,19 +738,19 @@ class Pkcs11Store implements Pkcs11KeyStore {
   }
 
   /**
-   * The handle of a secret key, remembered: a C_FindObjects per use cost more than the AES-GCM
-   * operation itself (the IdP decrypts a client secret per token request). A token object's
-   * handle stays valid while the application's sessions last; encrypt/decrypt forget it and look
-   * again if the token says it is not (withSecretKey).
+   * The handle of a secret key, remembered with the working copies: a C_FindObjects per use cost
+   * more than the AES-GCM operation itself (the IdP decrypts a client secret per token request).
+   * encrypt/decrypt forget it and look again if the token says it is not valid (withSecretKey).
    */
   #secretKey(label: string): Buffer | undefined {
-    const known = this.#secretKeyHandles.get(label);
-    if (known) return known;
-    const found = this.#find([{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_LABEL, value: label }])[0];
-    if (!found) return undefined;
-    const handle = this.#workingHandle(found, `secret:${label}`);
-    this.#secretKeyHandles.set(label, handle);
-    return handle;
+    const known = this.#workingCopies.get(`secret:${label}`);
+    if (known) return known.handle;
+    const found = this.#findSecretKey(label);
+    return found && this.#workingHandle(found, `secret:${label}`);
+  }
+
+  #findSecretKey(label: string): Buffer | undefined {
+    return this.#find([{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_LABEL, value: label }])[0];
   }
 
   #withSecretKey<T>(label: string, use: (key: Buffer) => T): T {
@@ -766,15 +765,18 @@ class Pkcs11Store implements Pkcs11KeyStore {
       const c = ckr(e);
       if (c !== P.CKR_KEY_HANDLE_INVALID && c !== P.CKR_OBJECT_HANDLE_INVALID) throw e;
       this.#dropWorkingCopy(`secret:${label}`);
-      this.#secretKeyHandles.delete(label);
       return use(lookUp());
     }
   }
 
   async ensureSecretKey(label: string): Promise<void> {
     this.#call('C_GenerateKey', label, () => {
-      this.#secretKeyHandles.delete(label); // look in the token, not in what was remembered
-      if (this.#secretKey(label)) return;
+      // Look in the token, not in what was remembered (a replaced key gets a new working copy).
+      const found = this.#findSecretKey(label);
+      if (found) {
+        this.#workingHandle(found, `secret:${label}`);
+        return;
+      }
       if (this.#find([{ type: P.CKA_LABEL, value: label }]).length) {
         throw new YinxinError('conflict', `the label "${label}" belongs to a key pair, not a secret key`);
       }
