@@ -24,6 +24,8 @@ import { openServices, type Services } from './services.ts';
 import { tsaMetrics } from '../tsa/index.ts';
 
 export const AUDIT_KEY_LABEL = 'audit/checkpoint';
+/** How often every process of the appliance signs the audit chain's head. */
+export const AUDIT_HEAD_SIGNING = { everyRecords: 1000, everyMs: 60_000 };
 
 export interface Appliance {
   config: Config;
@@ -67,7 +69,7 @@ export async function openAppliance(config: Config, o: OpenOptions): Promise<App
     opened.push(() => store.close());
 
     const auditSigner = await ensureKeyPair(keys, AUDIT_KEY_LABEL, log);
-    const audit = createAuditLog({ store, clock, signer: auditSigner, headSigning: { everyRecords: 1000, everyMs: 60_000 } });
+    const audit = createAuditLog({ store, clock, signer: auditSigner, headSigning: AUDIT_HEAD_SIGNING });
     opened.push(() => (audit as { close?: () => Promise<void> | void }).close?.());
 
     const operators = new OperatorService({ store, audit, clock, sessionTtlSeconds: config.sessionTtlSeconds });

@@ -24,7 +24,7 @@ import { withLabel, type MetricFamily } from '../common/metrics.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { tsaMetrics } from '../tsa/index.ts';
 import type { Config } from './config.ts';
-import { AUDIT_KEY_LABEL, coreMetrics, openKeyStore } from './context.ts';
+import { AUDIT_HEAD_SIGNING, AUDIT_KEY_LABEL, coreMetrics, openKeyStore } from './context.ts';
 import { createLogger, buildPublicPort } from './server.ts';
 import { signingThreadsOfPublicProcess } from './public-processes.ts';
 import { openPublicServices } from './services.ts';
@@ -46,7 +46,7 @@ async function run(config: Config, index: number): Promise<() => Promise<void>> 
   const logger = createLogger(config).child({ process: name });
   const keys = await openKeyStore(config, logger, signingThreadsOfPublicProcess(config.publicProcesses));
   const store = openLmdbStore(join(config.dataDir, 'store'));
-  const audit = createAuditLog({ store, clock: systemClock, signer: await keys.getSigner(AUDIT_KEY_LABEL), headSigning: { everyRecords: 1000, everyMs: 60_000 } });
+  const audit = createAuditLog({ store, clock: systemClock, signer: await keys.getSigner(AUDIT_KEY_LABEL), headSigning: AUDIT_HEAD_SIGNING });
   const metrics = coreMetrics(keys, store);
   const services = await openPublicServices({ config, logger, clock: systemClock, store, keys, audit, metrics, close: async () => {} });
   tsaMetrics(metrics, services.tsa);

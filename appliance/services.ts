@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { AttributeAuthority } from '../ca/attribute-authority.ts';
 import { buildPkcs12 } from '../ca/pkcs12.ts';
-import { ensureOcspSigners, loadOcspSigners, OcspResponder, prewarmInBackground } from '../ocsp/index.ts';
+import { ensureOcspSigners, loadOcspSigners, OcspResponder, prewarmInBackground, reloadOcspSignersEvery } from '../ocsp/index.ts';
 import { CertificateAuthority, CrlPublisher, readSubjectPublicKey, RegistrationAuthority, type Subject } from '../ca/index.ts';
 import { YinxinError } from '../common/errors.ts';
 import type { Signer } from '../hsm/signer.ts';
@@ -118,9 +118,7 @@ export async function openPublicServices(a: Omit<Appliance, 'services' | 'operat
   const crls = new CrlPublisher({ store, audit, clock, authority });
   const ocsp = await startOcspResponder(a);
   // The main process renews the OCSP signers and the TSA certificate; they are re-read here.
-  const reload = setInterval(() => {
-    loadOcspSigners(store, keys).then((s) => ocsp.setSigners(s), (e) => a.logger.error({ err: e }, 'reloading the OCSP signers failed'));
-  }, 60_000).unref();
+  const stopReloading = reloadOcspSignersEvery(ocsp, store, keys, 60_000, (e) => a.logger.error({ err: e }, 'reloading the OCSP signers failed'));
   const ref = store.table<ServiceCertificateRef>(SERVICE_CERTIFICATES).get('tsa');
   const tsaCertificate = ref && authority.get(ref.ca, ref.serial);
   if (!tsaCertificate) throw new YinxinError('internal', 'the TSA has no certificate yet: a public process starts after the appliance has created it');
@@ -128,7 +126,7 @@ export async function openPublicServices(a: Omit<Appliance, 'services' | 'operat
   return {
     authority, attributes, ocsp, crls, tsa, timeGuard, sealVerifyOptions: sealVerifyOptionsOf(authority),
     async stop() {
-      clearInterval(reload);
+      stopReloading();
       await ocsp.stop();
       timeGuard.stop();
     },

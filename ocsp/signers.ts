@@ -78,6 +78,18 @@ export async function ensureOcspSigners(input: EnsureOcspSignersInput): Promise<
 }
 
 /**
+ * Re-reads the signing identities every `everyMs` (a process that does not renew them itself:
+ * `yinxin ocsp`, the public processes) and hands them to the responder; returns the stop function.
+ */
+export function reloadOcspSignersEvery(
+  responder: { setSigners(signers: Map<string, OcspSigner>): void }, store: Store, keys: KeyStore, everyMs: number, onError: (e: unknown) => void,
+): () => void {
+  const timer = setInterval(() => { loadOcspSigners(store, keys).then((s) => responder.setSigners(s), onError); }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
  * The signing identities a responder needs, read from the store (read-only is enough): every CA's
  * delegated signer from ocsp.signers, every attribute authority's own key and certificate.
  */

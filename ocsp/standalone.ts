@@ -14,7 +14,7 @@ import { openLmdbStore } from '../store/lmdb.ts';
 import type { Store } from '../store/store.ts';
 import { OcspResponder, prewarmInBackground, type OcspResponderOptions } from './responder.ts';
 import { ocspRoutes } from './routes.ts';
-import { loadOcspSigners } from './signers.ts';
+import { loadOcspSigners, reloadOcspSignersEvery } from './signers.ts';
 
 export interface StandaloneResponderOptions {
   /** The appliance's data directory (the store is <dataDir>/store). */
@@ -45,9 +45,9 @@ export async function startStandaloneResponder(o: StandaloneResponderOptions): P
   let keys: KeyStore | undefined;
   let app: FastifyInstance | undefined;
   let responder: OcspResponder | undefined;
-  let reload: NodeJS.Timeout | undefined;
+  let stopReloading: (() => void) | undefined;
   const close = async () => {
-    if (reload) clearInterval(reload);
+    stopReloading?.();
     await app?.close();
     await responder?.stop();
     await keys?.close();
@@ -66,10 +66,7 @@ export async function startStandaloneResponder(o: StandaloneResponderOptions): P
     if (r.issuers.length === 0) log.warn('no CA with an OCSP signer in the store yet: every request will be unauthorized until the appliance has started once');
     r.start();
     void prewarmInBackground(r, log);
-    reload = setInterval(() => {
-      loadOcspSigners(store, k).then((s) => r.setSigners(s), (e) => log.error({ err: e }, 'ocsp: reloading the signers failed'));
-    }, o.reloadEveryMs ?? 60_000);
-    reload.unref();
+    stopReloading = reloadOcspSignersEvery(r, store, k, o.reloadEveryMs ?? 60_000, (e) => log.error({ err: e }, 'ocsp: reloading the signers failed'));
     await app.register(ocspRoutes, { responder: r });
     app.get('/healthz', async (_request, reply) => {
       const hsm = await k.health().catch((e: Error) => ({ ok: false, detail: e.message }));
