@@ -48,7 +48,7 @@ async function run(config: Config, index: number): Promise<() => Promise<void>> 
   const store = openLmdbStore(join(config.dataDir, 'store'));
   const audit = createAuditLog({ store, clock: systemClock, signer: await keys.getSigner(AUDIT_KEY_LABEL), headSigning: AUDIT_HEAD_SIGNING });
   const metrics = coreMetrics(keys, store);
-  const services = await openPublicServices({ config, logger, clock: systemClock, store, keys, audit, metrics, close: async () => {} });
+  const services = await openPublicServices({ config, logger, clock: systemClock, store, keys, audit });
   tsaMetrics(metrics, services.tsa);
 
   // The main process exposes every process's metrics; a scrape that lands here is answered with its text.

@@ -111,7 +111,7 @@ export type PublicServices = Pick<Services, 'authority' | 'attributes' | 'ocsp' 
  * renewed here (the main process does that before it starts public processes), and the CRL
  * schedule stays with the main process. Everything read comes from the shared store.
  */
-export async function openPublicServices(a: Omit<Appliance, 'services' | 'operators' | 'bootstrapAdmin'>): Promise<PublicServices> {
+export async function openPublicServices(a: Pick<Appliance, 'config' | 'logger' | 'clock' | 'store' | 'keys' | 'audit'>): Promise<PublicServices> {
   const { store, keys, audit, clock } = a;
   const authority = await CertificateAuthority.open({ store, keys, audit, clock, options: { baseUrl: a.config.publicUrl } });
   const attributes = await AttributeAuthority.open({ store, keys, audit, clock, authority, baseUrl: a.config.publicUrl });

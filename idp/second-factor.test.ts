@@ -11,7 +11,7 @@ import t from 'tap';
 import * as client from 'openid-client';
 import { totp } from './directory.ts';
 import { MAX_TOTP_ATTEMPTS } from './second-factor.ts';
-import { beginSignIn, Browser, formOf, secondInstance, startTestIdp } from './test-support.ts';
+import { beginSignIn, Browser, formOf, secondInstance, startTestIdp, registerPasswordAndTotpApps } from './test-support.ts';
 
 const PASSWORD = 'Sunny-Day-2024!';
 
@@ -20,12 +20,7 @@ t.test('pending TOTP step', async (t) => {
   t.teardown(() => idp.close());
   const dir = idp.idp.directory;
   const actor = { name: 'test' };
-  const rps: Record<'a' | 'b', { config: client.Configuration; redirect: string }> = {} as never;
-  for (const name of ['a', 'b'] as const) {
-    const redirect = `https://app-${name}.example/cb`;
-    const { clientSecret } = await dir.createApplication(actor, { clientId: `app-${name}`, name: `App ${name}`, redirectUris: [redirect], requireTotp: name === 'b' });
-    rps[name] = { config: await client.discovery(new URL(idp.issuer), `app-${name}`, clientSecret, undefined, { [client.customFetch]: idp.fetch as unknown as client.CustomFetch }), redirect };
-  }
+  const rps = await registerPasswordAndTotpApps(idp);
   const codesNow = (secret: string) => {
     const step = Math.floor(Date.now() / 30_000);
     return [step - 1, step, step + 1].map((s) => totp(secret, s));

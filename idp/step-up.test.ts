@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap';
 import * as client from 'openid-client';
 import { totp } from './directory.ts';
-import { beginSignIn, Browser, formOf, startTestIdp } from './test-support.ts';
+import { beginSignIn, Browser, formOf, startTestIdp, registerPasswordAndTotpApps } from './test-support.ts';
 
 const PASSWORD = 'Sunny-Day-2024!';
 const MFA = 'urn:yinxin:loa:mfa';
@@ -18,12 +18,7 @@ t.test('TOTP step-up', async (t) => {
   t.teardown(() => idp.close());
   const dir = idp.idp.directory;
   const actor = { name: 'test' };
-  const rps: Record<'a' | 'b', { config: client.Configuration; redirect: string }> = {} as never;
-  for (const name of ['a', 'b'] as const) {
-    const redirect = `https://app-${name}.example/cb`;
-    const { clientSecret } = await dir.createApplication(actor, { clientId: `app-${name}`, name: `App ${name}`, redirectUris: [redirect], requireTotp: name === 'b' });
-    rps[name] = { config: await client.discovery(new URL(idp.issuer), `app-${name}`, clientSecret, undefined, { [client.customFetch]: idp.fetch as unknown as client.CustomFetch }), redirect };
-  }
+  const rps = await registerPasswordAndTotpApps(idp);
   const exchange = async (rp: { config: client.Configuration }, s: { redirect?: string; page?: string; verifier: string; state: string }) => {
     if (!s.redirect) throw new Error(`no redirect: ${s.page?.slice(0, 400)}`);
     return client.authorizationCodeGrant(rp.config, new URL(s.redirect), { pkceCodeVerifier: s.verifier, expectedState: s.state });

@@ -232,3 +232,19 @@ export async function beginSignIn(browser: Browser, issuer: string, rp: { config
   }
   return { verifier, state, redirect: stop.redirect, page: stop.page };
 }
+
+export interface TestRelyingParty { config: oidc.Configuration; redirect: string }
+
+/**
+ * Two applications registered in the test IdP's directory and discovered by openid-client: `a`
+ * signs in with a password alone, `b` requires the TOTP second factor.
+ */
+export async function registerPasswordAndTotpApps(idp: TestIdp): Promise<Record<'a' | 'b', TestRelyingParty>> {
+  const rps = {} as Record<'a' | 'b', TestRelyingParty>;
+  for (const name of ['a', 'b'] as const) {
+    const redirect = `https://app-${name}.example/cb`;
+    const { clientSecret } = await idp.idp.directory.createApplication({ name: 'test' }, { clientId: `app-${name}`, name: `App ${name}`, redirectUris: [redirect], requireTotp: name === 'b' });
+    rps[name] = { config: await oidc.discovery(new URL(idp.issuer), `app-${name}`, clientSecret, undefined, { [oidc.customFetch]: idp.fetch as unknown as oidc.CustomFetch }), redirect };
+  }
+  return rps;
+}
