@@ -14,6 +14,7 @@ import { CertificateAuthority, CrlPublisher, readSubjectPublicKey, RegistrationA
 import { YinxinError } from '../common/errors.ts';
 import type { Signer } from '../hsm/signer.ts';
 import type { Table } from '../store/store.ts';
+import { ThreadedTokenLedger } from '../tsa/ledger-thread.ts';
 import { chronySyncCheck, createTimeStampAuthority, fileSyncCheck, timedatectlSyncCheck, TimeGuard, type SyncCheck, type TimeStampAuthority } from '../tsa/index.ts';
 import { openIdentityProvider, type IdentityProvider } from '../idp/index.ts';
 import { applianceValidationData, caStatusLookup, SealRegistry, type SealVerifyOptions } from '../seal/index.ts';
@@ -98,6 +99,7 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
       await ocsp.stop();
       await idp.stop();
       timeGuard.stop();
+      await tsa.close();
       await crls.stop();
     },
   };
@@ -129,6 +131,7 @@ export async function openPublicServices(a: Pick<Appliance, 'config' | 'logger' 
       stopReloading();
       await ocsp.stop();
       timeGuard.stop();
+      await tsa.close();
     },
   };
 }
@@ -155,6 +158,7 @@ function startTimeStampAuthority(a: Pick<Appliance, 'store' | 'audit' | 'clock' 
     policy: { default: config.tsa.policy, accepted: config.tsa.acceptedPolicies },
     precisionMs: config.tsa.precisionMs,
     onSystemFailure: (e) => logger.error({ err: e }, 'time-stamping failed (systemFailure answered)'),
+    ledger: new ThreadedTokenLedger(a.store, a.audit),
   });
   return { tsa, timeGuard };
 }

@@ -120,7 +120,8 @@ class StoreAuditLog implements AuditTrail {
     this.#signedSeq = this.#lastCheckpoint()?.seq ?? 0;
     if (signing && this.#signer && signing.everyMs > 0) {
       this.#timer = setInterval(() => {
-        if (this.#committedSeq > this.#signedSeq) this.#background();
+        // The head as stored: other threads and processes append to the same chain.
+        if (this.head().seq > this.#signedSeq) this.#background();
       }, signing.everyMs);
       this.#timer.unref();
     }

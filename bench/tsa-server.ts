@@ -23,6 +23,7 @@ import { systemClock } from '../common/clock.ts';
 import { fromPem } from '../common/pem.ts';
 import { openPkcs11KeyStore, prepareSoftHsmToken } from '../hsm/index.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
+import { ThreadedTokenLedger } from '../tsa/ledger-thread.ts';
 import { createTimeStampAuthority, TimeGuard, tsaMetrics, tsaRoutes } from '../tsa/index.ts';
 
 // bench/tsa.ts prepares the token and keys under these names.
@@ -62,6 +63,8 @@ const QUERY_TYPE = 'application/timestamp-query';
       timeGuard: new TimeGuard({ clock: systemClock }),
       policy: { default: '1.2.3.4.1', accepted: [] },
       onSystemFailure: (e) => logger.error({ err: e }, 'systemFailure'),
+      // As the appliance (appliance/services.ts); TSA_BENCH_LEDGER=inline commits on the main thread.
+      ledger: process.env.TSA_BENCH_LEDGER === 'inline' ? undefined : new ThreadedTokenLedger(store, audit),
     });
     tsaMetrics(metrics, authority);
     authorityRef = authority;
@@ -76,6 +79,7 @@ const QUERY_TYPE = 'application/timestamp-query';
       process.stderr.write(`ledger: ${recorded} records in ${commits} store transactions\n`);
     }
     await app.close();
+    await authorityRef?.close();
     await (audit as { close?: () => Promise<void> | void } | undefined)?.close?.();
     await store.close();
     await keys.close();

@@ -160,6 +160,13 @@ async function measure(mode: 'tsa' | 'bare', processes: number): Promise<Result>
 const PROCESSES = [1, 2];
 const bares: Result[] = [];
 const tsas: Result[] = [];
+// TSA_BENCH_ONLY=2 measures only the TSA with 2 processes (profiling); the table then lacks (b).
+const only = process.env.TSA_BENCH_ONLY ? Number(process.env.TSA_BENCH_ONLY) : undefined;
+if (only) {
+  const r = await measure('tsa', only);
+  console.log(`TSA ${only} process(es): ${r.rps.toFixed(0)}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, ${r.serverCpuUs!.toFixed(0)} us CPU/token; ${r.errors || 'no errors'}`);
+  process.exit(0);
+}
 for (const n of PROCESSES) bares.push(await measure('bare', n));
 for (const n of PROCESSES) tsas.push(await measure('tsa', n));
 const store = openLmdbStore(join(dir, 'store'), { readOnly: true });

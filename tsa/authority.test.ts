@@ -247,3 +247,38 @@ t.test('time: a backward jump, an unsynchronised clock and a clock behind earlie
   await broken.timeGuard.checkSync();
   t.same(parseTimeStampResponse(await broken.respond(q)).failInfo, ['timeNotAvailable'], 'a failing check fails closed');
 });
+
+t.test('serials are time-ordered: 0x01, genTime in milliseconds (48 bits), then 80 random bits', async (t) => {
+  const at = Date.UTC(2026, 10, 21, 9, 30, 15, 250);
+  const tsa = fx.make({ clock: new FixedClock(at), precisionMs: 1 });
+  const q = queryBytes(['-sha256']);
+  const serials = (await Promise.all([tsa.respond(q), tsa.respond(q)])).map((r) => /Serial number: 0x([0-9A-F]+)/.exec(text(r))![1]);
+  for (const serial of serials) {
+    t.equal(serial.length, 34);
+    t.equal(serial.slice(0, 2), '01');
+    t.equal(parseInt(serial.slice(2, 14), 16), at, 'genTime in the serial');
+  }
+  t.not(serials[0].slice(14), serials[1].slice(14), 'random part differs within one millisecond');
+});
+
+t.test('a record whose signature then fails is voided with an audit record, and no token is sent', async (t) => {
+  const store = new MemoryStore();
+  const audit = createAuditLog({ store, clock: systemClock });
+  const failing = Object.create(fx.signer) as typeof fx.signer;
+  failing.sign = async () => { throw new Error('CKR_DEVICE_REMOVED'); };
+  const failures: unknown[] = [];
+  const tsa = fx.make({ store, audit, signer: failing, onSystemFailure: (e) => failures.push(e) });
+  const reply = await tsa.respond(queryBytes(['-sha256', '-cert']));
+  t.same(parseTimeStampResponse(reply).failInfo, ['systemFailure']);
+  t.equal(parseTimeStampResponse(reply).token, undefined);
+  // The record was committed while the HSM signed; void() follows the failure.
+  await new Promise((r) => setTimeout(r, 20));
+  const rows = [...store.table<TokenRecord>(TOKENS_TABLE).range()];
+  t.equal(rows.length, 1);
+  t.match(rows[0].value.voided, /CKR_DEVICE_REMOVED/);
+  const voids = [...store.table<AuditRecord>(AUDIT_TABLES.records).range()].map((r) => r.value).filter((r) => r.action === 'tsa.void');
+  t.equal(voids.length, 1);
+  t.equal(voids[0].object, `tsa-tokens:${rows[0].key}`);
+  t.same((await verifyAuditTrail(store)).problems, []);
+  t.equal(failures.length, 1);
+});

@@ -12,7 +12,7 @@ import type { Signer } from '../hsm/signer.ts';
 import type { Store } from '../store/store.ts';
 import { hex } from './asn1.ts';
 import { encodeRejection, refusalOf, type FailInfoName } from './failure.ts';
-import { TokenLedger, type TokenRecord } from './ledger.ts';
+import { TokenLedger, type Ledger, type LedgerStats, type TokenRecord } from './ledger.ts';
 import { DEFAULT_TSA_HASHES, parseTimeStampQuery, type TsaHashName } from './request.ts';
 import type { TimeGuard, TimeGuardState } from './timeguard.ts';
 import { TokenWriter, type Accuracy } from './token.ts';
@@ -43,12 +43,17 @@ export interface TimeStampAuthorityOptions {
   onSystemFailure?: (error: unknown) => void;
   /** Queries longer than this are refused with badDataFormat (default 8 KiB; the HTTP layer has its own limit). */
   maxQueryBytes?: number;
+  /**
+   * Where the token records are committed: default a TokenLedger on `store` and `audit` in this
+   * thread; the appliance passes a ThreadedTokenLedger (tsa/ledger-thread.ts) over the same ones.
+   */
+  ledger?: Ledger;
 }
 
 export interface TimeStampAuthorityStats {
   issued: number;
   rejected: Partial<Record<FailInfoName, number>>;
-  ledger: { recorded: number; commits: number; waiting: number };
+  ledger: LedgerStats;
   clock: TimeGuardState;
 }
 
@@ -60,30 +65,46 @@ export interface TimeStampAuthority {
   readonly certificate: Uint8Array;
   readonly chain: Uint8Array[];
   readonly timeGuard: TimeGuard;
+  /** Waits for the records being committed and stops the ledger's thread, if it has one. */
+  close(): Promise<void>;
 }
 
 /**
  * Serial numbers (RFC 3161 s2.4.2: unique for each token from a given TSA, up to 160 bits).
- * 0x01 followed by 128 bits from the CSPRNG: positive, always 17 octets, minimally encoded. There is
- * no counter to lose in a crash or to share between processes; uniqueness is enforced, not just
- * probable: the ledger refuses a serial already in tsa.tokens inside the serialized write
- * transaction, and the token is re-issued under a fresh serial. A serial is only ever sent once
- * its record is durable, so a crash cannot make it reusable.
+ * 0x01, then genTime in milliseconds since 1970 (48 bits), then 80 bits from the CSPRNG: positive,
+ * always 17 octets, minimally encoded. There is no counter to lose in a crash or to share between
+ * processes; uniqueness is enforced, not just probable: the ledger refuses a serial already in
+ * tsa.tokens inside the serialized write transaction, and the token is re-issued under a fresh
+ * serial. A serial is only ever sent once its record is durable, so a crash cannot make it
+ * reusable.
+ *
+ * Why the time in front: tsa.tokens is keyed by serial, and wholly random keys scatter each
+ * commit's inserts over the whole B-tree, so every commit writes (and fsyncs) a page per token.
+ * Time-ordered keys land together at the tree's right edge: measured on a 150,000-token ledger,
+ * a commit of 34 records took 1.78 ms with random serials and 0.77 ms with time-ordered ones.
+ * 80 random bits still make the next serial unguessable; genTime is in the token anyway.
  */
 const SERIALS_PER_FILL = 256;
+const RANDOM_OCTETS = 10;
 
 /** One CSPRNG call per 256 serials (randomBytes per token was 2% of a token's CPU). */
-function serialSource(): () => Uint8Array {
+function serialSource(): (genTimeMs: number) => Uint8Array {
   let pool = new Uint8Array(0);
   let at = 0;
-  return () => {
+  return (genTimeMs) => {
     if (at === pool.length) {
-      pool = randomFillSync(new Uint8Array(17 * SERIALS_PER_FILL));
+      pool = randomFillSync(new Uint8Array(RANDOM_OCTETS * SERIALS_PER_FILL));
       at = 0;
     }
-    const serial = pool.subarray(at, at + 17);
-    at += 17;
+    const serial = new Uint8Array(17);
     serial[0] = 0x01;
+    // 48 bits of milliseconds last until the year 10889.
+    const high = Math.floor(genTimeMs / 2 ** 32);
+    serial[1] = high >>> 8;
+    serial[2] = high & 0xff;
+    new DataView(serial.buffer).setUint32(3, genTimeMs >>> 0);
+    serial.set(pool.subarray(at, at + RANDOM_OCTETS), 7);
+    at += RANDOM_OCTETS;
     return serial;
   };
 }
@@ -98,7 +119,7 @@ export function createTimeStampAuthority(options: TimeStampAuthorityOptions): Ti
     includeTsaName: options.includeTsaName ?? true,
     accuracy: options.accuracy ?? { seconds: 1 },
   });
-  const ledger = new TokenLedger(store, options.audit);
+  const ledger: Ledger = options.ledger ?? new TokenLedger(store, options.audit);
   const newSerial = serialSource();
   // The latest genTime of earlier runs: stamping waits if the clock is now behind it.
   const latest = ledger.latestGenTime();
@@ -126,15 +147,30 @@ export function createTimeStampAuthority(options: TimeStampAuthorityOptions): Ti
     for (let attempt = 0; attempt < MAX_SERIAL_ATTEMPTS; attempt++) {
       const now = timeGuard.now().getTime();
       const genTime = new Date(now - (now % precision));
-      const serial = newSerial();
-      const response = await writer.response({ ...query, policy, serial, genTime });
+      const serial = newSerial(genTime.getTime());
       const serialHex = hex(serial);
       const record: TokenRecord = { time: genTime.toISOString(), imprint: hex(query.hashedMessage), hashAlg: query.hash.name, policy };
       if (query.nonce) record.nonce = hex(query.nonce);
-      if (await ledger.record(serialHex, record, genTime)) {
-        timeGuard.issued(genTime);
-        return response;
+      // Everything the record holds is known before the signature, so the record is committed
+      // while the HSM signs: a token waits for the longer of the two, not their sum. The token is
+      // still sent only once its record is durable.
+      const recorded = ledger.record(serialHex, record, genTime);
+      const signed = writer.response({ ...query, policy, serial, genTime });
+      // Handled below once the record is settled (a signature may fail first), or not at all
+      // when the token is not sent.
+      signed.catch(() => {});
+      if (!(await recorded)) continue;
+      let response: Uint8Array;
+      try {
+        response = await signed;
+      } catch (e) {
+        // The record stands for a token that was never sent: say so in the ledger (best effort;
+        // the audit trail has the failure either way when the void is written).
+        ledger.void(serialHex, (e as Error)?.message ?? String(e)).catch((ve: unknown) => options.onSystemFailure?.(ve));
+        throw e;
       }
+      timeGuard.issued(genTime);
+      return response;
     }
     throw new YinxinError('internal', 'no unused serial number found');
   }
@@ -160,6 +196,9 @@ export function createTimeStampAuthority(options: TimeStampAuthorityOptions): Ti
     },
     record(serialHex) {
       return ledger.get(serialHex.toLowerCase());
+    },
+    async close() {
+      await ledger.close?.();
     },
   };
 }

@@ -2,6 +2,9 @@
  * The record of every issued token (tsa.tokens: serial -> time, imprint, policy), so an auditor can
  * prove which tokens exist. A token is returned only after its record is durable.
  *
+ * The record is committed while the HSM signs its token (tsa/authority.ts); when the signature
+ * fails, void() marks the record so the ledger never claims a token nobody received.
+ *
  * Group commit: the records of one event-loop task (a worker's batch of signatures resolves many
  * at once) go into one store transaction, submitted at once even while earlier ones are still
  * being committed: the store queues them behind the commit in flight and writes everything
@@ -27,6 +30,11 @@ export interface TokenRecord {
   policy: string;
   /** Hex of the nonce's two's-complement octets, when the request had one. */
   nonce?: string;
+  /**
+   * Set when the token of this record was never sent: the record is committed while the HSM
+   * signs, and the signature failed. Why, as the signer said.
+   */
+  voided?: string;
 }
 
 export interface TsaMeta {
@@ -45,7 +53,24 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-export class TokenLedger {
+export interface LedgerStats {
+  recorded: number;
+  commits: number;
+  /** Records asked for and not yet committed. */
+  waiting: number;
+}
+
+/** What the TSA needs of its ledger: TokenLedger here, or ThreadedTokenLedger (ledger-thread.ts). */
+export interface Ledger {
+  latestGenTime(): Date | undefined;
+  get(serialHex: string): TokenRecord | undefined;
+  record(serialHex: string, record: TokenRecord, genTime: Date): Promise<boolean>;
+  void(serialHex: string, reason: string): Promise<void>;
+  stats(): LedgerStats;
+  close?(): Promise<void>;
+}
+
+export class TokenLedger implements Ledger {
   readonly #store: Store;
   readonly #tokens: Table<TokenRecord>;
   readonly #meta: Table<string>;
@@ -83,7 +108,7 @@ export class TokenLedger {
       this.#pending.push({ serial: serialHex, record, genTime: genTime.getTime(), resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        queueMicrotask(() => this.#flush());
+        setImmediate(() => this.#flush());
       }
     });
   }
@@ -140,7 +165,26 @@ export class TokenLedger {
       });
   }
 
-  stats(): { recorded: number; commits: number; waiting: number } {
+  /**
+   * Marks a record whose token was never sent (its signature failed after the record was
+   * committed), with an audit record saying why.
+   */
+  async void(serialHex: string, reason: string): Promise<void> {
+    await this.#store.transaction((tx) => {
+      const record = tx.get(this.#tokens, serialHex);
+      if (!record) return;
+      tx.put(this.#tokens, serialHex, { ...record, voided: reason });
+      this.#audit?.append(tx, {
+        actor: 'system',
+        action: 'tsa.void',
+        object: `tsa-tokens:${serialHex}`,
+        outcome: 'failure',
+        details: { reason },
+      });
+    });
+  }
+
+  stats(): LedgerStats {
     return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.length + this.#inFlight };
   }
 }
