@@ -28,6 +28,7 @@ import { CREDIT_CODE, makeSealPkiOn } from '../seal/test-support.ts';
 import { simplePdf } from '../seal/testing-pdfs.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { createTimeStampAuthority } from '../tsa/authority.ts';
+import { ThreadedTokenLedger } from '../tsa/ledger-thread.ts';
 import { buildTimeStampQuery } from '../tsa/client.ts';
 import { TimeGuard } from '../tsa/timeguard.ts';
 
@@ -47,6 +48,7 @@ const tsaCert = await pki.ca.issueServiceCertificate('issuing', 'tsa', tsaSigner
 const tsa = createTimeStampAuthority({
   signer: tsaSigner, certificate: tsaCert.der, chain: pki.ca.caChain('issuing'), store, audit, clock: systemClock,
   timeGuard: new TimeGuard({ clock: systemClock }), policy: { default: '1.2.3.4.1', accepted: [] },
+  ledger: new ThreadedTokenLedger(store, audit), // as the appliance (appliance/services.ts)
 });
 const timeStamper = (q: Uint8Array) => tsa.respond(q);
 const registry = new SealRegistry({ store, keys, audit, clock: systemClock, ca: pki.ca, timeStamper, validationData: pki.validationData });
@@ -161,6 +163,7 @@ console.log(`PAdES time / load+save time: ${(pdfRates.loadsave / pdfRates.pades)
 console.log(`CAdES 1 KB / TSA tokens: ${((100 * one.cades1k) / one.tsa).toFixed(0)}% with 1 caller, ${((100 * many.cades1k) / many.tsa).toFixed(0)}% with ${CALLERS} (target >= 50%)`);
 const stats = tsa.stats();
 console.log(`TSA: ${stats.issued} tokens issued, ${stats.ledger.commits} ledger commits, rejected ${JSON.stringify(stats.rejected)}; seal uses recorded: ${registry.usageOf(seal.id, 1).stats.uses}`);
+await tsa.close();
 await audit.close();
 pki.cleanup();
 await store.close();
