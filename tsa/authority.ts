@@ -164,8 +164,8 @@ export function createTimeStampAuthority(options: TimeStampAuthorityOptions): Ti
       try {
         response = await signed;
       } catch (e) {
-        // The record stands for a token that was never sent: say so in the ledger (best effort;
-        // the audit trail has the failure either way when the void is written).
+        // The record stands for a token that was never sent: mark it so, with an audit record
+        // (best effort: if the store fails too, the record stays unmarked and the log says why).
         ledger.void(serialHex, (e as Error)?.message ?? String(e)).catch((ve: unknown) => options.onSystemFailure?.(ve));
         throw e;
       }
