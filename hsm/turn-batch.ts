@@ -5,6 +5,7 @@
  * over its worker threads (hsm/pkcs11.ts), leaving the main thread to HTTP and encoding. For
  * services that sign per request at high rates (TSA tokens, OCSP responses with a nonce).
  */
+import { TurnBatch } from '../common/turn-batch.ts';
 import type { SignatureScheme, Signer } from './signer.ts';
 
 interface Job {
@@ -15,12 +16,7 @@ interface Job {
   reject: (error: unknown) => void;
 }
 
-/** One queue for the process: the key store's dispatcher is shared by all keys of a token. */
-let queue: Job[] = [];
-
-function release(): void {
-  const batch = queue;
-  queue = [];
+function release(batch: Job[]): void {
   for (const job of batch) {
     let signing: Promise<Uint8Array>;
     try {
@@ -33,10 +29,13 @@ function release(): void {
   }
 }
 
+/** One queue for the process: the key store's dispatcher is shared by all keys of a token. */
+const queue = new TurnBatch<Job>(release);
+
 /** signer.sign(data, scheme), on the next turn together with everything else asked for in this one. */
 export function signNextTurn(signer: Signer, data: Uint8Array, scheme: SignatureScheme = signer.scheme): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    if (queue.push({ signer, scheme, data, resolve, reject }) === 1) setImmediate(release);
+    queue.add({ signer, scheme, data, resolve, reject });
   });
 }
 

@@ -19,6 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/types.ts';
+import { TurnBatch } from '../common/turn-batch.ts';
 import type { Store, Table } from '../store/store.ts';
 
 export interface TokenRecord {
@@ -75,8 +76,8 @@ export class TokenLedger implements Ledger {
   readonly #tokens: Table<TokenRecord>;
   readonly #meta: Table<string>;
   readonly #audit: AuditLog | undefined;
-  #pending: Pending[] = [];
-  #scheduled = false;
+  /** The records of one event-loop turn go into one transaction. */
+  readonly #pending = new TurnBatch<Pending>((batch) => this.#commit(batch));
   /** Records handed to a transaction that has not committed yet. */
   #inFlight = 0;
   #commits = 0;
@@ -105,18 +106,11 @@ export class TokenLedger implements Ledger {
    */
   record(serialHex: string, record: TokenRecord, genTime: Date): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.#pending.push({ serial: serialHex, record, genTime: genTime.getTime(), resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => this.#flush());
-      }
+      this.#pending.add({ serial: serialHex, record, genTime: genTime.getTime(), resolve, reject });
     });
   }
 
-  #flush(): void {
-    const batch = this.#pending;
-    this.#pending = [];
-    this.#scheduled = false;
+  #commit(batch: Pending[]): void {
     this.#inFlight += batch.length;
     this.#store
       .transaction((tx) => {
@@ -185,7 +179,7 @@ export class TokenLedger implements Ledger {
   }
 
   stats(): LedgerStats {
-    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.length + this.#inFlight };
+    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.size + this.#inFlight };
   }
 }
 
