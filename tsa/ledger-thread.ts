@@ -15,6 +15,7 @@
 import { Worker } from 'node:worker_threads';
 import type { AuditLog } from '../audit/types.ts';
 import { YinxinError } from '../common/errors.ts';
+import { TurnBatch } from '../common/turn-batch.ts';
 import type { Store } from '../store/store.ts';
 import { TokenLedger, type Ledger, type LedgerStats, type TokenRecord } from './ledger.ts';
 import type { LedgerBatch, LedgerReply, LedgerThreadInit } from './ledger-worker.ts';
@@ -29,8 +30,8 @@ export class ThreadedTokenLedger implements Ledger {
   readonly #local: TokenLedger;
   readonly #init: LedgerThreadInit;
   #worker: Worker | undefined;
-  #pending: Pending[] = [];
-  #scheduled = false;
+  /** The records of one event-loop turn go to the thread as one batch, one transaction. */
+  readonly #pending = new TurnBatch<Pending>((batch) => this.#send(batch));
   readonly #inFlight = new Map<number, Pending[]>();
   #nextId = 1;
   #inFlightRecords = 0;
@@ -59,19 +60,11 @@ export class ThreadedTokenLedger implements Ledger {
   record(serialHex: string, record: TokenRecord, genTime: Date): Promise<boolean> {
     if (this.#closed) return Promise.reject(new YinxinError('store-unavailable', 'the TSA ledger is closed'));
     return new Promise((resolve, reject) => {
-      this.#pending.push({ entry: [serialHex, record, genTime.getTime()], resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        // Every record asked for in this turn of the event loop goes in one transaction.
-        setImmediate(() => this.#flush());
-      }
+      this.#pending.add({ entry: [serialHex, record, genTime.getTime()], resolve, reject });
     });
   }
 
-  #flush(): void {
-    const batch = this.#pending;
-    this.#pending = [];
-    this.#scheduled = false;
+  #send(batch: Pending[]): void {
     const id = this.#nextId++;
     this.#inFlight.set(id, batch);
     this.#inFlightRecords += batch.length;
@@ -123,20 +116,21 @@ export class ThreadedTokenLedger implements Ledger {
   #settle(id: number, batch: Pending[]): void {
     this.#inFlight.delete(id);
     this.#inFlightRecords -= batch.length;
-    if (this.#inFlight.size === 0) this.#worker?.unref();
+    // While closing, the thread stays referenced until it says it has closed.
+    if (this.#inFlight.size === 0 && !this.#closed) this.#worker?.unref();
   }
 
   stats(): LedgerStats {
-    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.length + this.#inFlightRecords };
+    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.size + this.#inFlightRecords };
   }
 
   /** Waits for the records handed over so far, then stops the thread. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#pending.flush(); // starts the thread if these are its first records
     const worker = this.#worker;
     if (!worker) return;
-    if (this.#pending.length) this.#flush();
     const done = new Promise<void>((resolve) => {
       worker.on('message', (m) => { if (m === 'closed') resolve(); });
       worker.once('exit', () => resolve());
