@@ -11,6 +11,7 @@
  * Needs wrk (Debian package wrk) and openssl. Prints a table, the ratios and the targets.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { startBenchServer } from './proc.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -37,17 +38,9 @@ if (spawnSync('wrk', ['--version']).error) {
 }
 
 function startNode(args: string[]): Promise<number> {
-  const child = spawn(process.execPath, [join(here, 'ocsp-server.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child, port } = startBenchServer(join(here, 'ocsp-server.ts'), args);
   children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
-  });
+  return port;
 }
 
 async function freePort(): Promise<number> {

@@ -1,5 +1,25 @@
-/** Process facts the benchmarks read from Linux's /proc. */
+/** Process facts the benchmarks read from Linux's /proc, and the bench servers they start. */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+
+/**
+ * Starts a Node bench server (`node [nodeArgs] script ...args`) that prints "READY <port>" once
+ * listening: the child at once (for the caller to stop), and its port once it is ready (rejected
+ * if it exits first).
+ */
+export function startBenchServer(script: string, args: string[], options: { nodeArgs?: string[]; env?: SpawnOptions['env'] } = {}): { child: ChildProcess; port: Promise<number> } {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: options.env });
+  const port = new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d.toString();
+      const m = /READY (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`${script} ${args.join(' ')} exited with ${code}`)));
+  });
+  return { child, port };
+}
 
 /** CPU seconds (user + system, every thread) process `pid` has used so far. */
 export function cpuSecondsOf(pid: number): number {

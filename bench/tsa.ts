@@ -26,7 +26,7 @@ import * as graphene from 'graphene-pk11';
 import { openPkcs11KeyStore, prepareSoftHsmToken } from '../hsm/index.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { buildTimeStampQuery, parseTimeStampResponse } from '../tsa/client.ts';
-import { cpuSecondsOf } from './proc.ts';
+import { cpuSecondsOf, startBenchServer } from './proc.ts';
 import { makeTestPki } from '../tsa/testing/pki.ts';
 
 const SECONDS = Number(process.env.TSA_BENCH_SECONDS ?? 10);
@@ -89,20 +89,12 @@ wrk.method = "POST"; wrk.body = body
 wrk.headers["Content-Type"] = "application/timestamp-query"
 `);
 
-function startServer(mode: 'tsa' | 'bare', processes: number, port = 0): Promise<{ port: number; child: ChildProcess }> {
+async function startServer(mode: 'tsa' | 'bare', processes: number, port = 0): Promise<{ port: number; child: ChildProcess }> {
   const nodeArgs = mode === 'tsa' ? (process.env.TSA_BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean) : [];
-  const child = spawn(process.execPath, [...nodeArgs, join(here, 'tsa-server.ts'), dir, mode, String(port)],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TSA_BENCH_PROCESSES: String(processes) } });
+  const { child, port: ready } = startBenchServer(join(here, 'tsa-server.ts'), [dir, mode, String(port)],
+    { nodeArgs, env: { ...process.env, TSA_BENCH_PROCESSES: String(processes) } });
   children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) resolve({ port: Number(m[1]), child });
-    });
-    child.on('exit', (code) => reject(new Error(`tsa-server ${mode} exited with ${code}`)));
-  });
+  return { port: await ready, child };
 }
 async function stopServer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
