@@ -14,7 +14,8 @@ import { CertificateAuthority, CrlPublisher, readSubjectPublicKey, RegistrationA
 import { YinxinError } from '../common/errors.ts';
 import type { Signer } from '../hsm/signer.ts';
 import type { Table } from '../store/store.ts';
-import { ThreadedTokenLedger } from '../tsa/ledger-thread.ts';
+import { ThreadedCommitter } from '../store/commit-thread.ts';
+import type { Committer } from '../store/committer.ts';
 import { chronySyncCheck, createTimeStampAuthority, fileSyncCheck, timedatectlSyncCheck, TimeGuard, type SyncCheck, type TimeStampAuthority } from '../tsa/index.ts';
 import { openIdentityProvider, type IdentityProvider } from '../idp/index.ts';
 import { applianceValidationData, caStatusLookup, SealRegistry, type SealVerifyOptions } from '../seal/index.ts';
@@ -69,7 +70,10 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
   const tsaSigner = await ensureKeyPair(keys, TSA_KEY_LABEL, logger);
   const tsaCertificate = await ensureServiceCertificate(a, authority, serviceCerts, 'tsa', tsaSigner,
     [{ type: 'C', value: 'CN' }, { type: 'O', value: 'yinxin' }, { type: 'CN', value: 'yinxin Time-Stamping Authority' }]);
-  const { tsa, timeGuard } = startTimeStampAuthority(a, authority, tsaSigner, tsaCertificate);
+  // One commit thread for the records written on hot paths: a seal's usage record and its
+  // time-stamp token's record, asked for in the same turn, share one transaction.
+  const committer = new ThreadedCommitter(store, audit);
+  const { tsa, timeGuard } = startTimeStampAuthority(a, authority, tsaSigner, tsaCertificate, committer);
 
   const idp = await openIdentityProvider({
     store, keys, audit, clock, logger,
@@ -78,7 +82,7 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
     roleCertificates: { attributes, certificates: authority },
   });
   const seals = new SealRegistry({
-    store, keys, audit, clock, ca: authority, timeStamper: (query) => tsa.respond(query), issuingCa: ISSUING_CA,
+    store, keys, audit, clock, ca: authority, timeStamper: (query) => tsa.respond(query), issuingCa: ISSUING_CA, committer,
     validationData: applianceValidationData({ respond: (query) => ocsp.respond(query), cas: authority, crlOf: (ca) => crls.current(ca)?.der }),
   });
   const sealVerifyOptions = sealVerifyOptionsOf(authority);
@@ -100,6 +104,7 @@ export async function openServices(a: Omit<Appliance, 'services'>): Promise<Serv
       await idp.stop();
       timeGuard.stop();
       await tsa.close();
+      await committer.close();
       await crls.stop();
     },
   };
@@ -124,7 +129,8 @@ export async function openPublicServices(a: Pick<Appliance, 'config' | 'logger' 
   const ref = store.table<ServiceCertificateRef>(SERVICE_CERTIFICATES).get('tsa');
   const tsaCertificate = ref && authority.get(ref.ca, ref.serial);
   if (!tsaCertificate) throw new YinxinError('internal', 'the TSA has no certificate yet: a public process starts after the appliance has created it');
-  const { tsa, timeGuard } = startTimeStampAuthority(a, authority, await keys.getSigner(TSA_KEY_LABEL), tsaCertificate.der);
+  const committer = new ThreadedCommitter(store, audit);
+  const { tsa, timeGuard } = startTimeStampAuthority(a, authority, await keys.getSigner(TSA_KEY_LABEL), tsaCertificate.der, committer);
   return {
     authority, attributes, ocsp, crls, tsa, timeGuard, sealVerifyOptions: sealVerifyOptionsOf(authority),
     async stop() {
@@ -132,6 +138,7 @@ export async function openPublicServices(a: Pick<Appliance, 'config' | 'logger' 
       await ocsp.stop();
       timeGuard.stop();
       await tsa.close();
+      await committer.close();
     },
   };
 }
@@ -146,7 +153,7 @@ async function startOcspResponder(a: Pick<Appliance, 'store' | 'keys' | 'clock' 
   return ocsp;
 }
 
-function startTimeStampAuthority(a: Pick<Appliance, 'store' | 'audit' | 'clock' | 'config' | 'logger'>, authority: CertificateAuthority, signer: Signer, certificate: Uint8Array): { tsa: TimeStampAuthority; timeGuard: TimeGuard } {
+function startTimeStampAuthority(a: Pick<Appliance, 'store' | 'audit' | 'clock' | 'config' | 'logger'>, authority: CertificateAuthority, signer: Signer, certificate: Uint8Array, committer: Committer): { tsa: TimeStampAuthority; timeGuard: TimeGuard } {
   const { config, logger } = a;
   const timeGuard = new TimeGuard({ clock: a.clock, syncCheck: syncCheckOf(config) });
   timeGuard.start();
@@ -158,7 +165,7 @@ function startTimeStampAuthority(a: Pick<Appliance, 'store' | 'audit' | 'clock' 
     policy: { default: config.tsa.policy, accepted: config.tsa.acceptedPolicies },
     precisionMs: config.tsa.precisionMs,
     onSystemFailure: (e) => logger.error({ err: e }, 'time-stamping failed (systemFailure answered)'),
-    ledger: new ThreadedTokenLedger(a.store, a.audit),
+    committer,
   });
   return { tsa, timeGuard };
 }

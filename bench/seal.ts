@@ -28,7 +28,7 @@ import { CREDIT_CODE, makeSealPkiOn } from '../seal/test-support.ts';
 import { simplePdf } from '../seal/testing-pdfs.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { createTimeStampAuthority } from '../tsa/authority.ts';
-import { ThreadedTokenLedger } from '../tsa/ledger-thread.ts';
+import { ThreadedCommitter } from '../store/commit-thread.ts';
 import { buildTimeStampQuery } from '../tsa/client.ts';
 import { TimeGuard } from '../tsa/timeguard.ts';
 
@@ -45,13 +45,15 @@ const token = await prepareSoftHsmToken({ dir: join(dir, 'hsm'), pin, label: 'se
 const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: 'seal-bench', pin });
 const tsaSigner = await keys.generateKeyPair('tsa/signing', { type: 'ec', curve: 'P-256' });
 const tsaCert = await pki.ca.issueServiceCertificate('issuing', 'tsa', tsaSigner, [{ type: 'C', value: 'CN' }, { type: 'O', value: 'yinxin' }, { type: 'CN', value: 'yinxin TSA' }]);
+// One commit thread for the TSA's token records and the seals' usage records, as the appliance (appliance/services.ts).
+const committer = new ThreadedCommitter(store, audit);
 const tsa = createTimeStampAuthority({
   signer: tsaSigner, certificate: tsaCert.der, chain: pki.ca.caChain('issuing'), store, audit, clock: systemClock,
   timeGuard: new TimeGuard({ clock: systemClock }), policy: { default: '1.2.3.4.1', accepted: [] },
-  ledger: new ThreadedTokenLedger(store, audit), // as the appliance (appliance/services.ts)
+  committer,
 });
 const timeStamper = (q: Uint8Array) => tsa.respond(q);
-const registry = new SealRegistry({ store, keys, audit, clock: systemClock, ca: pki.ca, timeStamper, validationData: pki.validationData });
+const registry = new SealRegistry({ store, keys, audit, clock: systemClock, ca: pki.ca, timeStamper, validationData: pki.validationData, committer });
 const requested = await registry.request({ organization: '福州市人民政府办公厅', creditCode: CREDIT_CODE, name: '公章', kind: 'official', clients: ['bench'] }, { actor: 'bench:admin', person: 'admin' });
 const seal = await registry.approve(requested.id, { actor: 'bench:officer', person: 'officer' });
 const user: SealUser = { actor: 'token:bench(app)', username: 'app', roles: [], clientId: 'bench' };
@@ -164,6 +166,7 @@ console.log(`CAdES 1 KB / TSA tokens: ${((100 * one.cades1k) / one.tsa).toFixed(
 const stats = tsa.stats();
 console.log(`TSA: ${stats.issued} tokens issued, ${stats.ledger.commits} ledger commits, rejected ${JSON.stringify(stats.rejected)}; seal uses recorded: ${registry.usageOf(seal.id, 1).stats.uses}`);
 await tsa.close();
+await committer.close();
 await audit.close();
 pki.cleanup();
 await store.close();

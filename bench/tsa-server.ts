@@ -23,7 +23,7 @@ import { systemClock } from '../common/clock.ts';
 import { fromPem } from '../common/pem.ts';
 import { openPkcs11KeyStore, prepareSoftHsmToken } from '../hsm/index.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
-import { ThreadedTokenLedger } from '../tsa/ledger-thread.ts';
+import { ThreadedCommitter } from '../store/commit-thread.ts';
 import { createTimeStampAuthority, TimeGuard, tsaMetrics, tsaRoutes } from '../tsa/index.ts';
 
 // bench/tsa.ts prepares the token and keys under these names.
@@ -45,6 +45,7 @@ const QUERY_TYPE = 'application/timestamp-query';
   let plugin;
   let authorityRef: import('../tsa/index.ts').TimeStampAuthority | undefined;
   let audit: ReturnType<typeof createAuditLog> | undefined;
+  let committer: ThreadedCommitter | undefined;
   if (mode === 'bare') {
     const fixed = Buffer.alloc(500, 0x41);
     plugin = async (app: import('fastify').FastifyInstance) => {
@@ -64,7 +65,7 @@ const QUERY_TYPE = 'application/timestamp-query';
       policy: { default: '1.2.3.4.1', accepted: [] },
       onSystemFailure: (e) => logger.error({ err: e }, 'systemFailure'),
       // As the appliance (appliance/services.ts); TSA_BENCH_LEDGER=inline commits on the main thread.
-      ledger: process.env.TSA_BENCH_LEDGER === 'inline' ? undefined : new ThreadedTokenLedger(store, audit),
+      committer: committer = process.env.TSA_BENCH_LEDGER === 'inline' ? undefined : new ThreadedCommitter(store, audit),
     });
     tsaMetrics(metrics, authority);
     authorityRef = authority;
@@ -80,6 +81,7 @@ const QUERY_TYPE = 'application/timestamp-query';
     }
     await app.close();
     await authorityRef?.close();
+    await committer?.close();
     await (audit as { close?: () => Promise<void> | void } | undefined)?.close?.();
     await store.close();
     await keys.close();

@@ -21,12 +21,16 @@ import type { Subject } from '../ca/profiles.ts';
 import type { Clock } from '../common/clock.ts';
 import { isYinxinError, YinxinError } from '../common/errors.ts';
 import type { KeySpec, KeyStore, Signer } from '../hsm/signer.ts';
+import { InlineCommitter, type Committer } from '../store/committer.ts';
 import type { Store, Table } from '../store/store.ts';
 import { sealDigestCades } from './cades.ts';
 import { digest, sealHash, type SealCredential, type TimeStamper } from './cms.ts';
 import type { ValidationDataSource } from './ltv.ts';
 import { jpegSize, sealPdf, type PadesLevel, type PadesResult, type SealImage, type SealPlacement } from './pades.ts';
 import { pngInfo } from './png.ts';
+import { sealUses, STATS_TABLE, USAGE_TABLE, type RecordedUse, type SealStats, type SealUse, type UsageRecord } from './usage.ts';
+
+export type { SealStats, UsageRecord } from './usage.ts';
 
 export const SEAL_KINDS = ['official', 'contract', 'finance', 'personal-name'] as const;
 export type SealKind = (typeof SEAL_KINDS)[number];
@@ -67,47 +71,6 @@ export interface SealView extends Omit<SealRecord, 'imageJpeg' | 'imagePng'> {
   notAfter?: string;
 }
 
-export interface UsageRecord {
-  actor: string;
-  kind: 'pdf' | 'file';
-  /** Hex digest of what was signed (the PDF byte ranges, or the file) and its algorithm. */
-  documentDigest: string;
-  hash: string;
-  time: string;
-  /** Set when the seal failed after its use was recorded: the error code (e.g. time-not-available). */
-  failed?: string;
-}
-
-/** seal.usage key: seal id, ISO time, row number. */
-type UsageKey = [string, string, number];
-
-interface RecordedUse {
-  key: UsageKey;
-  record: UsageRecord;
-}
-
-interface PendingUse {
-  seal: SealRecord;
-  user: SealUser;
-  kind: 'pdf' | 'file';
-  documentDigest: string;
-  hash: string;
-  requestId?: string;
-  resolve: (recorded: RecordedUse) => void;
-  reject: (error: unknown) => void;
-}
-
-export interface SealStats {
-  /** Seals made (failed ones not counted). */
-  uses: number;
-  pdf: number;
-  file: number;
-  /** Uses recorded whose seal then failed (HSM, TSA, B-LT validation data). */
-  failed?: number;
-  firstUse?: string;
-  lastUse?: string;
-}
-
 export interface SealRequestInput {
   organization: string;
   creditCode: string;
@@ -144,6 +107,12 @@ export interface SealRegistryOptions {
   issuingCa?: string;
   /** OCSP responses and CRLs for B-LT seals (the appliance's responder core and CRL publisher). */
   validationData?: ValidationDataSource;
+  /**
+   * Where usage records are committed: default in this thread on `store` and `audit`; the
+   * appliance passes the commit thread it shares with the TSA (store/commit-thread.ts), so a use
+   * and its time-stamp token's record share one transaction.
+   */
+  committer?: Committer;
 }
 
 const MAX_IMAGE = 512 * 1024;
@@ -183,14 +152,14 @@ export class SealRegistry {
   readonly stats: Table<SealStats>;
   /** Signers by key label and until when (performance.now()) they are reused. */
   readonly #signers = new Map<string, { signer: Promise<Signer>; until: number }>();
-  /** Uses waiting for this turn's transaction (#recordUse). */
-  #pendingUses: PendingUse[] = [];
+  readonly #committer: Committer;
 
   constructor(options: SealRegistryOptions) {
     this.#o = options;
     this.seals = options.store.table('seal.seals');
-    this.usage = options.store.table('seal.usage');
-    this.stats = options.store.table('seal.stats');
+    this.usage = options.store.table(USAGE_TABLE);
+    this.stats = options.store.table(STATS_TABLE);
+    this.#committer = options.committer ?? new InlineCommitter(options.store, options.audit);
   }
 
   /** A seal-admin asks for a seal; nothing is generated until a second officer approves. */
@@ -443,37 +412,13 @@ export class SealRegistry {
   }
 
   /**
-   * Records a use (usage row, counts, audit record). The uses asked for in one event-loop turn
-   * (concurrent seals whose signatures the key store returned together) share one transaction,
-   * with one read and write of each seal's counts, as the TSA's ledger groups its tokens.
+   * Records a use (usage row, counts, audit record: seal/usage.ts). The uses handed over in one
+   * event-loop turn (concurrent seals whose signatures the key store returned together), and the
+   * time-stamp token records the TSA is asked for in that turn, share one transaction.
    */
-  #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<RecordedUse> {
-    return new Promise((resolve, reject) => {
-      if (this.#pendingUses.push({ seal, user, kind, documentDigest, hash, requestId, resolve, reject }) === 1) queueMicrotask(() => this.#flushUses());
-    });
-  }
-
-  #flushUses(): void {
-    const batch = this.#pendingUses;
-    this.#pendingUses = [];
-    this.#o.store.transaction((tx) => {
-      const counts = new Map<string, SealStats>();
-      const recorded = batch.map(({ seal, user, kind, documentDigest, hash, requestId }): RecordedUse => {
-        const time = this.#o.clock.now().toISOString();
-        const before = counts.get(seal.id) ?? tx.get(this.stats, seal.id) ?? { uses: 0, pdf: 0, file: 0 };
-        const next: SealStats = { ...before, uses: before.uses + 1, [kind]: before[kind] + 1, lastUse: time, firstUse: before.firstUse ?? time };
-        counts.set(seal.id, next);
-        // Row numbers count failed uses too, so that taking one out of `uses` never frees its number.
-        const key: UsageKey = [seal.id, time, next.uses + (next.failed ?? 0)];
-        const record: UsageRecord = { actor: user.actor, kind, documentDigest, hash, time };
-        tx.put(this.usage, key, record);
-        this.#o.audit.append(tx, { actor: user.actor, action: 'seal.use', object: `seal:${seal.id}`, outcome: 'success', requestId,
-          details: { kind, documentDigest, hash } });
-        return { key, record };
-      });
-      for (const [id, next] of counts) tx.put(this.stats, id, next);
-      return recorded;
-    }).then((recorded) => batch.forEach((use, i) => use.resolve(recorded[i])), (e: unknown) => batch.forEach((use) => use.reject(e)));
+  async #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<RecordedUse> {
+    const use: SealUse = { seal: seal.id, requestId, actor: user.actor, kind, documentDigest, hash, time: this.#o.clock.now().toISOString() };
+    return (await this.#committer.commit(sealUses, use)).result;
   }
 
   async #recordFailedUse(seal: SealRecord, user: SealUser, recorded: RecordedUse, error: unknown, requestId?: string): Promise<void> {

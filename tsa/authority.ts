@@ -9,6 +9,7 @@ import type { AuditLog } from '../audit/types.ts';
 import type { Clock } from '../common/clock.ts';
 import { YinxinError } from '../common/errors.ts';
 import type { Signer } from '../hsm/signer.ts';
+import type { Committer } from '../store/committer.ts';
 import type { Store } from '../store/store.ts';
 import { hex } from './asn1.ts';
 import { encodeRejection, refusalOf, type FailInfoName } from './failure.ts';
@@ -44,9 +45,12 @@ export interface TimeStampAuthorityOptions {
   /** Queries longer than this are refused with badDataFormat (default 8 KiB; the HTTP layer has its own limit). */
   maxQueryBytes?: number;
   /**
-   * Where the token records are committed: default a TokenLedger on `store` and `audit` in this
-   * thread; the appliance passes a ThreadedTokenLedger (tsa/ledger-thread.ts) over the same ones.
+   * Where the token records are committed: default in this thread on `store` and `audit`; the
+   * appliance passes its ThreadedCommitter (store/commit-thread.ts) over the same ones, shared
+   * with the seal registry's usage records.
    */
+  committer?: Committer;
+  /** The token ledger itself (tests); default a TokenLedger on `store`, `audit` and `committer`. */
   ledger?: Ledger;
 }
 
@@ -119,7 +123,7 @@ export function createTimeStampAuthority(options: TimeStampAuthorityOptions): Ti
     includeTsaName: options.includeTsaName ?? true,
     accuracy: options.accuracy ?? { seconds: 1 },
   });
-  const ledger: Ledger = options.ledger ?? new TokenLedger(store, options.audit);
+  const ledger: Ledger = options.ledger ?? new TokenLedger(store, options.audit, options.committer);
   const newSerial = serialSource();
   // The latest genTime of earlier runs: stamping waits if the clock is now behind it.
   const latest = ledger.latestGenTime();

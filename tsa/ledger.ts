@@ -5,9 +5,10 @@
  * The record is committed while the HSM signs its token (tsa/authority.ts); when the signature
  * fails, void() marks the record so the ledger never claims a token nobody received.
  *
- * Group commit: the records of one event-loop task (a worker's batch of signatures resolves many
- * at once) go into one store transaction, submitted at once even while earlier ones are still
- * being committed: the store queues them behind the commit in flight and writes everything
+ * Group commit (store/committer.ts): the records of one event-loop task (a worker's batch of
+ * signatures resolves many at once), with whatever other services handed over in the same task
+ * (a seal's usage record), go into one store transaction, submitted at once even while earlier
+ * ones are still being committed: the store queues them behind the commit in flight and writes everything
  * queued meanwhile in its next LMDB transaction, so a burst of N concurrent requests costs a few
  * fsyncs, not N, and no record waits for a commit it is not part of. Each transaction checks its
  * serials are new (compare-and-swap in the serialized write transaction) and moves the genTime
@@ -19,7 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/types.ts';
-import { TurnBatch } from '../common/turn-batch.ts';
+import { InlineCommitter, recordWriter, type Committer } from '../store/committer.ts';
 import type { Store, Table } from '../store/store.ts';
 
 export interface TokenRecord {
@@ -46,22 +47,15 @@ export interface TsaMeta {
 export const TOKENS_TABLE = 'tsa.tokens';
 export const META_TABLE = 'tsa.meta';
 
-interface Pending {
-  serial: string;
-  record: TokenRecord;
-  genTime: number;
-  resolve: (written: boolean) => void;
-  reject: (e: unknown) => void;
-}
-
 export interface LedgerStats {
   recorded: number;
+  /** Store transactions that recorded tokens (records of other services may share them). */
   commits: number;
   /** Records asked for and not yet committed. */
   waiting: number;
 }
 
-/** What the TSA needs of its ledger: TokenLedger here, or ThreadedTokenLedger (ledger-thread.ts). */
+/** What the TSA needs of its ledger (TokenLedger; a test may give another). */
 export interface Ledger {
   latestGenTime(): Date | undefined;
   get(serialHex: string): TokenRecord | undefined;
@@ -71,23 +65,79 @@ export interface Ledger {
   close?(): Promise<void>;
 }
 
+interface TokenEntry {
+  serial: string;
+  record: TokenRecord;
+  genTime: number;
+}
+
+/**
+ * Writes a transaction's token records (store/committer.ts): each serial must be new (a taken one
+ * is `false`, nothing written), the genTime high-water mark moves, and one audit record lists the
+ * serials with a digest over their rows.
+ */
+export const tokenRecords = recordWriter<TokenEntry, boolean>(import.meta.url, 'tokenRecords', ({ store, audit }) => {
+  const tokens = store.table<TokenRecord>(TOKENS_TABLE);
+  const meta = store.table<string>(META_TABLE);
+  return (tx, batch) => {
+    const written: boolean[] = [];
+    const recorded: TokenEntry[] = [];
+    let latest = tx.get(meta, 'latestGenTime');
+    let latestMs = latest ? Date.parse(latest) : -Infinity;
+    for (const p of batch) {
+      if (tx.get(tokens, p.serial) !== undefined) {
+        written.push(false);
+        continue;
+      }
+      tx.put(tokens, p.serial, p.record);
+      recorded.push(p);
+      if (p.genTime > latestMs) {
+        latestMs = p.genTime;
+        latest = p.record.time;
+      }
+      written.push(true);
+    }
+    if (latest !== undefined) tx.put(meta, 'latestGenTime', latest);
+    if (recorded.length && audit) {
+      const serials = recorded.map((p) => p.serial);
+      audit.append(tx, {
+        actor: 'system',
+        action: 'tsa.stamp',
+        object: `tsa-tokens:${serials[0]}`,
+        outcome: 'success',
+        details: { count: serials.length, serials, recordsDigest: recordsDigest(recorded) },
+      });
+    }
+    return written;
+  };
+});
+
 export class TokenLedger implements Ledger {
   readonly #store: Store;
   readonly #tokens: Table<TokenRecord>;
   readonly #meta: Table<string>;
   readonly #audit: AuditLog | undefined;
-  /** The records of one event-loop turn go into one transaction. */
-  readonly #pending = new TurnBatch<Pending>((batch) => this.#commit(batch));
-  /** Records handed to a transaction that has not committed yet. */
-  #inFlight = 0;
+  readonly #committer: Committer;
+  /** Closed with the ledger when the ledger made it (a shared one is closed by its owner). */
+  readonly #ownsCommitter: boolean;
+  /** Records asked for and not settled: close() waits for them. */
+  readonly #unsettled = new Set<Promise<void>>();
+  #waiting = 0;
+  #lastTransaction = 0;
   #commits = 0;
   #recorded = 0;
 
-  constructor(store: Store, audit?: AuditLog) {
+  /**
+   * `committer`: where the records are committed, default in this thread on `store` and `audit`;
+   * the appliance passes its shared ThreadedCommitter (store/commit-thread.ts) over the same ones.
+   */
+  constructor(store: Store, audit?: AuditLog, committer?: Committer) {
     this.#store = store;
     this.#tokens = store.table<TokenRecord>(TOKENS_TABLE);
     this.#meta = store.table<string>(META_TABLE);
     this.#audit = audit;
+    this.#committer = committer ?? new InlineCommitter(store, audit);
+    this.#ownsCommitter = committer === undefined;
   }
 
   /** The high-water mark persisted by earlier runs (undefined on a fresh store). */
@@ -105,58 +155,23 @@ export class TokenLedger implements Ledger {
    * picks a new serial and re-signs). Rejects if the store fails: the token must then not be sent.
    */
   record(serialHex: string, record: TokenRecord, genTime: Date): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      this.#pending.add({ serial: serialHex, record, genTime: genTime.getTime(), resolve, reject });
+    this.#waiting++;
+    const committed = this.#committer.commit(tokenRecords, { serial: serialHex, record, genTime: genTime.getTime() }).then(({ result, transaction }) => {
+      this.#waiting--;
+      // Records of one transaction settle one after the other: a new number is a new commit.
+      if (transaction !== this.#lastTransaction) {
+        this.#lastTransaction = transaction;
+        this.#commits++;
+      }
+      if (result) this.#recorded++;
+      return result;
+    }, (e: unknown) => {
+      this.#waiting--;
+      throw e;
     });
-  }
-
-  #commit(batch: Pending[]): void {
-    this.#inFlight += batch.length;
-    this.#store
-      .transaction((tx) => {
-        const written: boolean[] = [];
-        const recorded: Pending[] = [];
-        let latest = tx.get(this.#meta, 'latestGenTime') as string | undefined;
-        let latestMs = latest ? Date.parse(latest) : -Infinity;
-        for (const p of batch) {
-          if (tx.get(this.#tokens, p.serial) !== undefined) {
-            written.push(false);
-            continue;
-          }
-          tx.put(this.#tokens, p.serial, p.record);
-          recorded.push(p);
-          if (p.genTime > latestMs) {
-            latestMs = p.genTime;
-            latest = p.record.time;
-          }
-          written.push(true);
-        }
-        if (latest !== undefined) tx.put(this.#meta, 'latestGenTime', latest);
-        if (recorded.length && this.#audit) {
-          const serials = recorded.map((p) => p.serial);
-          this.#audit.append(tx, {
-            actor: 'system',
-            action: 'tsa.stamp',
-            object: `tsa-tokens:${serials[0]}`,
-            outcome: 'success',
-            details: { count: serials.length, serials, recordsDigest: recordsDigest(recorded) },
-          });
-        }
-        return written;
-      })
-      .then(
-        (written) => {
-          this.#commits++;
-          batch.forEach((p, i) => {
-            if (written[i]) this.#recorded++;
-            p.resolve(written[i]);
-          });
-        },
-        (e: unknown) => batch.forEach((p) => p.reject(e)),
-      )
-      .finally(() => {
-        this.#inFlight -= batch.length;
-      });
+    const settled: Promise<void> = committed.then(() => undefined, () => undefined).then(() => { this.#unsettled.delete(settled); });
+    this.#unsettled.add(settled);
+    return committed;
   }
 
   /**
@@ -179,7 +194,13 @@ export class TokenLedger implements Ledger {
   }
 
   stats(): LedgerStats {
-    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#pending.size + this.#inFlight };
+    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#waiting };
+  }
+
+  /** Waits for the records asked for so far; closes the committer if the ledger made it. */
+  async close(): Promise<void> {
+    if (this.#ownsCommitter) await this.#committer.close();
+    await Promise.all([...this.#unsettled]);
   }
 }
 

@@ -1,6 +1,7 @@
 /**
- * The ledger thread (tsa/ledger-thread.ts) on a real LMDB store: what it commits is what the
- * in-thread ledger would (records, audit chain), from the thread, durable before a token goes.
+ * The TSA's ledger committed from the appliance's commit thread (store/commit-thread.ts) on a real
+ * LMDB store: records and audit chain, durable before a token goes, serials never reused, and a
+ * store that cannot be written makes the TSA refuse.
  */
 import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,15 +10,15 @@ import { join } from 'node:path';
 import { AUDIT_TABLES, createAuditLog, verifyAuditTrail } from '../audit/audit.ts';
 import type { AuditRecord } from '../audit/types.ts';
 import { systemClock } from '../common/clock.ts';
+import { ThreadedCommitter } from '../store/commit-thread.ts';
 import type { Store } from '../store/store.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import { buildTimeStampQuery, parseTimeStampResponse } from './client.ts';
-import { TOKENS_TABLE, type TokenRecord } from './ledger.ts';
-import { ThreadedTokenLedger } from './ledger-thread.ts';
+import { TokenLedger, TOKENS_TABLE, type TokenRecord } from './ledger.ts';
 import { makeFixture } from './testing/fixture.ts';
 
 const fx = await makeFixture();
-const dir = mkdtempSync(join(tmpdir(), 'yinxin-ledger-thread-'));
+const dir = mkdtempSync(join(tmpdir(), 'yinxin-ledger-'));
 t.teardown(() => {
   fx.cleanup();
   rmSync(dir, { recursive: true, force: true });
@@ -28,8 +29,8 @@ const record = (n: number): TokenRecord => ({ time: new Date(1_700_000_000_000 +
 t.test('tokens recorded from the thread: in tsa.tokens, one audit record per commit, one chain with the main thread', async (t) => {
   const store = openLmdbStore(join(dir, 'a'));
   const audit = createAuditLog({ store, clock: systemClock });
-  const ledger = new ThreadedTokenLedger(store, audit);
-  const tsa = fx.make({ store, audit, ledger });
+  const committer = new ThreadedCommitter(store, audit);
+  const tsa = fx.make({ store, audit, committer });
   const query = buildTimeStampQuery(new TextEncoder().encode('公文'), { certReq: true }).der;
   // Tokens and main-thread audit records interleaved: both append to one hash chain.
   const replies = await Promise.all([
@@ -41,6 +42,7 @@ t.test('tokens recorded from the thread: in tsa.tokens, one audit record per com
   t.equal(tsa.stats().ledger.recorded, 60);
   t.equal(tsa.stats().ledger.waiting, 0);
   await tsa.close();
+  await committer.close();
   t.equal(store.table(TOKENS_TABLE).count(), 60, 'every token recorded');
   const stamps = [...store.table<AuditRecord>(AUDIT_TABLES.records).range()].map((r) => r.value).filter((r) => r.action === 'tsa.stamp');
   t.equal(stamps.reduce((n, r) => n + (r.details!.count as number), 0), 60);
@@ -54,24 +56,30 @@ t.test('tokens recorded from the thread: in tsa.tokens, one audit record per com
 
 t.test('a serial already recorded is refused (false), not overwritten', async (t) => {
   const store = openLmdbStore(join(dir, 'b'));
-  const ledger = new ThreadedTokenLedger(store);
+  const committer = new ThreadedCommitter(store);
+  const ledger = new TokenLedger(store, undefined, committer);
   t.equal(await ledger.record('01aa', record(1), new Date()), true);
   t.equal(await ledger.record('01aa', record(2), new Date()), false);
   t.equal(await ledger.record('01bb', record(3), new Date()), true);
   t.same(ledger.get('01aa'), record(1));
   t.same(ledger.stats(), { recorded: 2, commits: 3, waiting: 0 });
   await ledger.close();
+  await committer.close();
   await store.close();
 });
 
-t.test('close() waits for the records handed over', async (t) => {
+t.test('close() waits for the records handed over; a ledger closes the committer only if it made it', async (t) => {
   const store = openLmdbStore(join(dir, 'c'));
-  const ledger = new ThreadedTokenLedger(store);
-  const pending = Array.from({ length: 50 }, (_, i) => ledger.record(`02${i.toString(16).padStart(4, '0')}`, record(i), new Date()));
-  await ledger.close();
+  const committer = new ThreadedCommitter(store);
+  const shared = new TokenLedger(store, undefined, committer);
+  const own = new TokenLedger(store);
+  const pending = Array.from({ length: 50 }, (_, i) => (i % 2 ? shared : own).record(`02${i.toString(16).padStart(4, '0')}`, record(i), new Date()));
+  await Promise.all([shared.close(), own.close()]);
   t.same(await Promise.all(pending), Array(50).fill(true));
   t.equal(store.table(TOKENS_TABLE).count(), 50);
-  await t.rejects(ledger.record('03', record(0), new Date()), { code: 'store-unavailable' });
+  await t.rejects(own.record('03', record(0), new Date()), { code: 'store-unavailable' });
+  t.equal(await shared.record('03', record(0), new Date()), true, 'the shared committer is still open');
+  await committer.close();
   await store.close();
 });
 
@@ -79,14 +87,14 @@ t.test('a thread that cannot open the store fails the records (store-unavailable
   const notADirectory = join(dir, 'file');
   writeFileSync(notADirectory, 'x');
   const store = openLmdbStore(join(dir, 'd'));
-  const broken = new ThreadedTokenLedger({ ...store, path: notADirectory, table: store.table.bind(store) } as Store);
-  await t.rejects(broken.record('01', record(0), new Date()), { code: 'store-unavailable', message: /ledger thread/ });
+  const broken = new ThreadedCommitter({ ...store, path: notADirectory } as Store);
   const failures: unknown[] = [];
-  const tsa = fx.make({ store, ledger: broken, onSystemFailure: (e) => failures.push(e) });
+  const tsa = fx.make({ store, committer: broken, onSystemFailure: (e) => failures.push(e) });
   const reply = parseTimeStampResponse(await tsa.respond(buildTimeStampQuery(new Uint8Array([1]), {}).der));
   t.same(reply.failInfo, ['systemFailure']);
   t.equal(reply.token, undefined);
   t.equal(failures.length, 1);
+  t.match(failures[0], { code: 'store-unavailable', message: /commit thread/ });
   t.equal(store.table(TOKENS_TABLE).count(), 0);
   await broken.close();
   await store.close();

@@ -1,0 +1,69 @@
+/**
+ * A seal's uses: one row per use in seal.usage (who, which document digest, when), the seal's
+ * counts in seal.stats, and an audit record per use, written by the store's committer
+ * (store/committer.ts) in the transaction that also records the use's time-stamp token when both
+ * are asked for in the same turn (seal/registry.ts). Kept apart from the registry so the commit
+ * thread loads only this.
+ */
+import { recordWriter } from '../store/committer.ts';
+
+export const USAGE_TABLE = 'seal.usage';
+export const STATS_TABLE = 'seal.stats';
+
+export interface UsageRecord {
+  actor: string;
+  kind: 'pdf' | 'file';
+  /** Hex digest of what was signed (the PDF byte ranges, or the file) and its algorithm. */
+  documentDigest: string;
+  hash: string;
+  time: string;
+  /** Set when the seal failed after its use was recorded: the error code (e.g. time-not-available). */
+  failed?: string;
+}
+
+/** seal.usage key: seal id, ISO time, row number. */
+export type UsageKey = [string, string, number];
+
+export interface SealStats {
+  /** Seals made (failed ones not counted). */
+  uses: number;
+  pdf: number;
+  file: number;
+  /** Uses recorded whose seal then failed (HSM, TSA, B-LT validation data). */
+  failed?: number;
+  firstUse?: string;
+  lastUse?: string;
+}
+
+/** A use to record: its row, plus the seal and the request it belongs to. */
+export interface SealUse extends UsageRecord {
+  seal: string;
+  requestId?: string;
+}
+
+export interface RecordedUse {
+  key: UsageKey;
+  record: UsageRecord;
+}
+
+/** Writes a transaction's uses: each seal's counts are read and written once for all its uses. */
+export const sealUses = recordWriter<SealUse, RecordedUse>(import.meta.url, 'sealUses', ({ store, audit }) => {
+  const usage = store.table<UsageRecord>(USAGE_TABLE);
+  const stats = store.table<SealStats>(STATS_TABLE);
+  return (tx, uses) => {
+    const counts = new Map<string, SealStats>();
+    const recorded = uses.map(({ seal, requestId, ...record }): RecordedUse => {
+      const before = counts.get(seal) ?? tx.get(stats, seal) ?? { uses: 0, pdf: 0, file: 0 };
+      const next: SealStats = { ...before, uses: before.uses + 1, [record.kind]: before[record.kind] + 1, lastUse: record.time, firstUse: before.firstUse ?? record.time };
+      counts.set(seal, next);
+      // Row numbers count failed uses too, so that taking one out of `uses` never frees its number.
+      const key: UsageKey = [seal, record.time, next.uses + (next.failed ?? 0)];
+      tx.put(usage, key, record);
+      audit?.append(tx, { actor: record.actor, action: 'seal.use', object: `seal:${seal}`, outcome: 'success', requestId,
+        details: { kind: record.kind, documentDigest: record.documentDigest, hash: record.hash } });
+      return { key, record };
+    });
+    for (const [seal, next] of counts) tx.put(stats, seal, next);
+    return recorded;
+  };
+});
