@@ -64,6 +64,6 @@ export async function addArchiveTimeStamp(pdf: Uint8Array, input: ArchiveTimeSta
     const tsaCertificate = signerCertificateOf(token);
     if (!tsaCertificate) throw new YinxinError('time-not-available', 'the TSA returned a token without its certificate');
     const data = await collectValidationData(issuerChain(tsaCertificate, [...certificatesOfSignature(token), ...pool]), input.validationData);
-    return { pdf: appendDss(prepared.pdf, prepared.contents(), data, input.clock.now()), fieldName: prepared.fieldName, byteRange: prepared.byteRange };
+    return { pdf: appendDss(prepared.joined(), prepared.contents(), data, input.clock.now()), fieldName: prepared.fieldName, byteRange: prepared.byteRange };
   }
 }

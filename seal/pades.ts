@@ -77,7 +77,13 @@ export const PADES_LEVELS = ['B-T', 'B-LT', 'B-LTA'] as const;
 export type PadesLevel = typeof PADES_LEVELS[number];
 
 export interface PadesResult {
-  pdf: Uint8Array;
+  /** The sealed file in one buffer (joined from `parts` on first use). */
+  readonly pdf: Uint8Array;
+  /**
+   * The sealed file as the original bytes (the caller's, not copied) followed by the updates:
+   * what a writer that takes several buffers sends without copying the document again.
+   */
+  parts: Uint8Array[];
   /** The digest the seal signs (over the byte ranges), hex, and its algorithm. */
   documentDigest: string;
   hash: string;
@@ -240,18 +246,27 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
     ...input, hash, contentDigest: documentDigest, onSigned: onSigned && (() => onSigned({ documentDigest: documentDigestHex, hash })),
   });
   prepared.fill(cms);
-  const result: PadesResult = {
-    pdf: prepared.pdf, documentDigest: documentDigestHex, hash, fieldName: prepared.fieldName, byteRange: prepared.byteRange, level,
-  };
+  let parts: Uint8Array[] = prepared.parts;
   if (level === 'B-LT' || level === 'B-LTA') {
     // ETSI EN 319 142-1 s5.4: the validation data goes into the DSS after the signature.
     const certificates = certificatesOfSignature(cms);
     const data = await collectValidationData(certificates, input.validationData!);
-    result.pdf = appendDss(prepared.pdf, prepared.contents(), data, input.clock.now());
+    parts = [appendDss(prepared.joined(), prepared.contents(), data, input.clock.now())];
     if (level === 'B-LTA') {
       // s6.3 B-LTA: a document time-stamp over all of it, then its own validation data (archive.ts).
-      result.pdf = (await addArchiveTimeStamp(result.pdf, { timeStamper: input.timeStamper, validationData: input.validationData!, clock: input.clock, certificates })).pdf;
+      parts = [(await addArchiveTimeStamp(parts[0], { timeStamper: input.timeStamper, validationData: input.validationData!, clock: input.clock, certificates })).pdf];
     }
   }
+  let joined: Uint8Array | undefined;
+  const result: PadesResult = {
+    parts, documentDigest: documentDigestHex, hash, fieldName: prepared.fieldName, byteRange: prepared.byteRange, level,
+    get pdf() {
+      if (!joined) {
+        const whole = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+        joined = new Uint8Array(whole.buffer, whole.byteOffset, whole.byteLength);
+      }
+      return joined;
+    },
+  };
   return result;
 }

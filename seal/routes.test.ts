@@ -65,6 +65,7 @@ t.test('registry over the API, sealing and verifying', async (t) => {
   const sealed = await api(clerk, 'POST', `/api/v1/seals/${id}/pdf?page=1&x=100&y=100&reason=approved`, Buffer.from(simplePdf()), 'application/pdf');
   t.equal(sealed.statusCode, 200, sealed.body.slice(0, 300));
   t.equal(sealed.headers['content-type'], 'application/pdf');
+  t.equal(Number(sealed.headers['content-length']), sealed.rawPayload.length, 'sent as the original and the update, with their joint length');
   const out = run('pdfsig', [pki.file('api.pdf', sealed.rawPayload)]).out;
   t.match(out, /Signature is Valid\./, out);
   t.equal((await api(auditor, 'POST', `/api/v1/seals/${id}/pdf`, Buffer.from(simplePdf()), 'application/pdf')).statusCode, 403, 'not on the access list');

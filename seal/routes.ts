@@ -23,6 +23,7 @@
  *     POST /seal/verify                       the same verification, no authentication; its OpenAPI entry (tag
  *                                             `public`, no security) joins /api/docs with the public server's URL
  */
+import { Readable } from 'node:stream';
 import type { SwaggerTransform } from '@fastify/swagger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { principalOf } from '../auth/guard.ts';
@@ -194,7 +195,10 @@ export async function sealApiRoutes(app: FastifyInstance, options: SealRoutesOpt
       level: (q.level ?? 'B-T') as PadesLevel, // one of PADES_LEVELS: the query schema checked it
       reason: q.reason === undefined ? undefined : String(q.reason), location: q.location === undefined ? undefined : String(q.location), requestId: req.id,
     });
-    return reply.type(PDF).header('cache-control', 'no-store').header('x-document-digest', `${result.hash}:${result.documentDigest}`).send(Buffer.from(result.pdf));
+    // The original bytes and the update are sent as they are, without joining them into a copy.
+    const parts = result.parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+    return reply.type(PDF).header('cache-control', 'no-store').header('x-document-digest', `${result.hash}:${result.documentDigest}`)
+      .header('content-length', parts.reduce((n, p) => n + p.length, 0)).send(parts.length === 1 ? parts[0] : Readable.from(parts));
   });
   app.post<{ Params: { id: string } }>(`${P}/:id/file`, {
     bodyLimit: limit,

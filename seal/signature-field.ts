@@ -68,12 +68,17 @@ export interface SignatureFieldInput {
 }
 
 export interface PreparedSignature {
-  /** The new file: the original bytes and the update, /Contents still zero. */
-  pdf: Uint8Array;
+  /**
+   * The new file as the original bytes (not copied) and the update after them; /Contents, in the
+   * update, is zero until `fill`. A 500 KB document is not copied once more per seal.
+   */
+  parts: [Uint8Array, Uint8Array];
+  /** The new file in one new buffer (a copy of `parts` as they are now: call it after `fill`). */
+  joined(): Uint8Array;
   fieldName: string;
   byteRange: [number, number, number, number];
   /** The bytes the signature or time-stamp covers: the file without the /Contents string. */
-  signedParts: [Uint8Array, Uint8Array];
+  signedParts: Uint8Array[];
   /** Writes `der` into /Contents (zero-padded); too large for the reserve is an internal error. */
   fill(der: Uint8Array): void;
   /** The /Contents string's bytes as filled, zero padding included (what a VRI key hashes). */
@@ -132,20 +137,22 @@ export function prepareSignature(pdf: Uint8Array, update: UpdateObjects, input: 
     .replace('/__CONTENTS__', `<${'0'.repeat(reserve * 2)}>`);
   update.add(sigRef, sigText);
 
-  const out = appendUpdate(pdf, writeIncrement(doc, update.objects, update.size));
-  // Find the placeholders in the update only (never in the original bytes).
-  const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-  const brAt = buf.indexOf(BYTE_RANGE_PLACEHOLDER, pdf.length, 'latin1');
-  const contentsAt = buf.indexOf(`/Contents <${'0'.repeat(Math.min(64, reserve * 2))}`, pdf.length, 'latin1') + '/Contents '.length;
+  const added = writeIncrement(doc, update.objects, update.size);
+  // Find the placeholders in the update only (never in the original bytes); offsets in the file are pdf.length further.
+  const buf = Buffer.from(added.buffer, added.byteOffset, added.byteLength);
+  const brAt = buf.indexOf(BYTE_RANGE_PLACEHOLDER, 0, 'latin1');
+  const contentsAt = buf.indexOf(`/Contents <${'0'.repeat(Math.min(64, reserve * 2))}`, 0, 'latin1') + '/Contents '.length;
   if (brAt < 0 || contentsAt < '/Contents '.length) throw new YinxinError('internal', 'signature placeholders not found');
   const contentsEnd = contentsAt + reserve * 2 + 2;
-  const byteRange: [number, number, number, number] = [0, contentsAt, contentsEnd, out.length - contentsEnd];
+  const length = pdf.length + added.length;
+  const byteRange: [number, number, number, number] = [0, pdf.length + contentsAt, pdf.length + contentsEnd, length - pdf.length - contentsEnd];
   const brText = `[${byteRange.join(' ')}]`.padEnd(BYTE_RANGE_PLACEHOLDER.length, ' ');
   if (brText.length !== BYTE_RANGE_PLACEHOLDER.length) throw new YinxinError('internal', 'the byte range does not fit its placeholder');
   buf.write(brText, brAt, 'latin1');
   return {
-    pdf: out, fieldName, byteRange,
-    signedParts: [out.subarray(0, contentsAt), out.subarray(contentsEnd)],
+    parts: [pdf, added], fieldName, byteRange,
+    joined: () => appendUpdate(pdf, added),
+    signedParts: [pdf, added.subarray(0, contentsAt), added.subarray(contentsEnd)],
     fill(der) {
       if (der.length > reserve) throw new YinxinError('internal', `the signature (${der.length} bytes) is larger than the space reserved (${reserve})`);
       buf.write(Buffer.from(der).toString('hex'), contentsAt + 1, 'latin1');
