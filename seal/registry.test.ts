@@ -66,7 +66,7 @@ t.test('use: listed users, roles and clients only; audited and counted; verified
   const audit = pki.audit.list({ action: 'seal.use' });
   t.equal(audit.length, 2);
   t.equal(audit[0].actor, 'operator:clerk');
-  t.equal(audit[0].details?.documentDigest, one.documentDigest);
+  t.same(audit[0].details?.uses, [{ kind: 'pdf', documentDigest: one.documentDigest, hash: one.hash, time: usage.recent[0].time }], 'the use: which document, when');
 
   const report = await verifyPdf(two.pdf, verifyOptions);
   t.ok(report.valid, report.summary);
@@ -146,7 +146,7 @@ t.test('a seal that fails after signing: its use is marked failed and audited, t
   const records = pki.audit.list({ action: 'seal.use' }).slice(uses);
   t.same(records.map((r) => r.outcome), ['success', 'failure'], 'the use, then its failure');
   t.equal(records[1].details?.error, 'time-not-available');
-  t.equal(records[1].details?.documentDigest, records[0].details?.documentDigest);
+  t.same(records[1].details?.uses, records[0].details?.uses, 'the failure names the use it undoes');
 
   // Refused before anything is signed: nothing recorded.
   t.ok(isYinxinError(await error(refusing.sealPdf(finance.id, rao, new Uint8Array(Buffer.from('%PDF-1.7 not really')))), 'bad-request'));

@@ -19,7 +19,7 @@ import { TimeGuard } from '../tsa/timeguard.ts';
 import { SealRegistry, type SealUser } from './registry.ts';
 import { CREDIT_CODE, makeSealPkiOn } from './test-support.ts';
 import { simplePdf } from './testing-pdfs.ts';
-import { USAGE_TABLE, type UsageRecord } from './usage.ts';
+import { USAGE_TABLE, type AuditedUse, type UsageRecord } from './usage.ts';
 
 t.test('a use and its time-stamp token share one transaction from the commit thread', async (t) => {
   const store = openLmdbStore(join(tempDir(t), 'store'));
@@ -62,7 +62,11 @@ t.test('a use and its time-stamp token share one transaction from the commit thr
   await tsa.close();
   await committer.close();
   const actions = [...store.table<AuditRecord>(AUDIT_TABLES.records).range()].map((r) => r.value).filter((r) => r.action === 'seal.use');
-  t.same([actions.filter((r) => r.outcome === 'success').length, actions.filter((r) => r.outcome === 'failure').length], [18, 1]);
+  const audited = (outcome: string) => actions.filter((r) => r.outcome === outcome).flatMap((r) => r.details!.uses as AuditedUse[]);
+  t.same([audited('success').length, audited('failure').length], [18, 1], 'every use audited');
+  t.ok(actions.filter((r) => r.outcome === 'success').length < 18, 'concurrent uses of one seal by one actor share an audit record');
+  t.same(new Set(audited('success').map((u) => u.documentDigest)), new Set([...store.table<UsageRecord>(USAGE_TABLE).range()].map((r) => r.value.documentDigest)),
+    'the audit trail names the document of every row in seal.usage');
   t.ok(actions.every((r) => r.actor === app.actor && r.object === `seal:${seal.id}`));
   t.same((await verifyAuditTrail(store)).problems, []);
   pki.cleanup();

@@ -46,12 +46,28 @@ export interface RecordedUse {
   record: UsageRecord;
 }
 
-/** Writes a transaction's uses: each seal's counts are read and written once for all its uses. */
+/** What a `seal.use` audit record lists of each use (details.uses). */
+export interface AuditedUse {
+  kind: 'pdf' | 'file';
+  documentDigest: string;
+  hash: string;
+  time: string;
+  requestId?: string;
+}
+
+/**
+ * Writes a transaction's uses: each seal's counts are read and written once for all its uses, and
+ * one `seal.use` audit record per seal and actor lists the uses (details.uses: kind, document
+ * digest, hash, time, request id), as the TSA audits a commit's tokens in one record. Every use is
+ * still audited (who, which document, when, and its row in seal.usage) without an audit record
+ * of its own: at load, those cost as much as the rest of a use's record put together.
+ */
 export const sealUses = recordWriter<SealUse, RecordedUse>(import.meta.url, 'sealUses', ({ store, audit }) => {
   const usage = store.table<UsageRecord>(USAGE_TABLE);
   const stats = store.table<SealStats>(STATS_TABLE);
   return (tx, uses) => {
     const counts = new Map<string, SealStats>();
+    const audited = new Map<string, { seal: string; actor: string; uses: AuditedUse[] }>();
     const recorded = uses.map(({ seal, requestId, ...record }): RecordedUse => {
       const before = counts.get(seal) ?? tx.get(stats, seal) ?? { uses: 0, pdf: 0, file: 0 };
       const next: SealStats = { ...before, uses: before.uses + 1, [record.kind]: before[record.kind] + 1, lastUse: record.time, firstUse: before.firstUse ?? record.time };
@@ -59,11 +75,17 @@ export const sealUses = recordWriter<SealUse, RecordedUse>(import.meta.url, 'sea
       // Row numbers count failed uses too, so that taking one out of `uses` never frees its number.
       const key: UsageKey = [seal, record.time, next.uses + (next.failed ?? 0)];
       tx.put(usage, key, record);
-      audit?.append(tx, { actor: record.actor, action: 'seal.use', object: `seal:${seal}`, outcome: 'success', requestId,
-        details: { kind: record.kind, documentDigest: record.documentDigest, hash: record.hash } });
+      const group = `${seal}\0${record.actor}`;
+      const entry = audited.get(group) ?? audited.set(group, { seal, actor: record.actor, uses: [] }).get(group)!;
+      const { kind, documentDigest, hash, time } = record;
+      entry.uses.push(requestId === undefined ? { kind, documentDigest, hash, time } : { kind, documentDigest, hash, time, requestId });
       return { key, record };
     });
     for (const [seal, next] of counts) tx.put(stats, seal, next);
+    for (const { seal, actor, uses: list } of audited.values()) {
+      audit?.append(tx, { actor, action: 'seal.use', object: `seal:${seal}`, outcome: 'success', requestId: list.length === 1 ? list[0].requestId : undefined,
+        details: { count: list.length, uses: list } });
+    }
     return recorded;
   };
 });
