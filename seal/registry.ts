@@ -382,9 +382,10 @@ export class SealRegistry {
 
   /**
    * Makes a seal with `make`, which calls `recordUse` once the HSM has signed, before it asks for
-   * the time-stamp. The use and its audit record are committed while the TSA works: one after the
-   * other, a seal would wait for two durable commits (the TSA's ledger, then its own), which caps
-   * seals at half the TSA's rate. The seal is returned only once its use is durable. If the seal
+   * the time-stamp. The use and its audit record are committed while the TSA works, and with a
+   * committer shared with the TSA (the appliance's) in the same transaction as the token's ledger
+   * record: one after the other, a seal would wait for two durable commits (the TSA's ledger, then
+   * its own). The seal is returned only once its use is durable. If the seal
    * fails after the use was recorded (the TSA, B-LT validation data), a second transaction marks
    * the use failed, takes it out of the counts and audits the failure; a crash in between leaves
    * the use recorded (the HSM did sign).
