@@ -247,25 +247,24 @@ export async function sealPdf(pdf: Uint8Array, input: PadesInput): Promise<Pades
   });
   prepared.fill(cms);
   let parts: Uint8Array[] = prepared.parts;
+  let join = prepared.joined;
   if (level === 'B-LT' || level === 'B-LTA') {
     // ETSI EN 319 142-1 s5.4: the validation data goes into the DSS after the signature.
     const certificates = certificatesOfSignature(cms);
     const data = await collectValidationData(certificates, input.validationData!);
-    parts = [appendDss(prepared.joined(), prepared.contents(), data, input.clock.now())];
+    let sealed = appendDss(prepared.joined(), prepared.contents(), data, input.clock.now());
     if (level === 'B-LTA') {
       // s6.3 B-LTA: a document time-stamp over all of it, then its own validation data (archive.ts).
-      parts = [(await addArchiveTimeStamp(parts[0], { timeStamper: input.timeStamper, validationData: input.validationData!, clock: input.clock, certificates })).pdf];
+      sealed = (await addArchiveTimeStamp(sealed, { timeStamper: input.timeStamper, validationData: input.validationData!, clock: input.clock, certificates })).pdf;
     }
+    parts = [sealed];
+    join = () => sealed;
   }
   let joined: Uint8Array | undefined;
   const result: PadesResult = {
     parts, documentDigest: documentDigestHex, hash, fieldName: prepared.fieldName, byteRange: prepared.byteRange, level,
     get pdf() {
-      if (!joined) {
-        const whole = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-        joined = new Uint8Array(whole.buffer, whole.byteOffset, whole.byteLength);
-      }
-      return joined;
+      return (joined ??= join());
     },
   };
   return result;

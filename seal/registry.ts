@@ -28,7 +28,7 @@ import { digest, sealHash, type SealCredential, type TimeStamper } from './cms.t
 import type { ValidationDataSource } from './ltv.ts';
 import { jpegSize, sealPdf, type PadesLevel, type PadesResult, type SealImage, type SealPlacement } from './pades.ts';
 import { pngInfo } from './png.ts';
-import { sealUses, STATS_TABLE, USAGE_TABLE, type AuditedUse, type RecordedUse, type SealStats, type SealUse, type UsageRecord } from './usage.ts';
+import { auditedUse, sealUses, STATS_TABLE, USAGE_TABLE, type RecordedUse, type SealStats, type SealUse, type UsageRecord } from './usage.ts';
 
 export type { SealStats, UsageRecord } from './usage.ts';
 
@@ -424,14 +424,13 @@ export class SealRegistry {
 
   async #recordFailedUse(seal: SealRecord, user: SealUser, recorded: RecordedUse, error: unknown, requestId?: string): Promise<void> {
     const code = isYinxinError(error) ? error.code : 'internal';
-    const { kind, documentDigest, hash, time } = recorded.record;
-    const use: AuditedUse = requestId === undefined ? { kind, documentDigest, hash, time } : { kind, documentDigest, hash, time, requestId };
+    const { kind } = recorded.record;
     await this.#o.store.transaction((tx) => {
       const stats = tx.get(this.stats, seal.id);
       if (stats) tx.put(this.stats, seal.id, { ...stats, uses: stats.uses - 1, [kind]: stats[kind] - 1, failed: (stats.failed ?? 0) + 1 });
       tx.put(this.usage, recorded.key, { ...recorded.record, failed: code });
       this.#o.audit.append(tx, { actor: user.actor, action: 'seal.use', object: `seal:${seal.id}`, outcome: 'failure', requestId,
-        details: { count: 1, uses: [use], error: code } });
+        details: { count: 1, uses: [auditedUse(recorded.record, requestId)], error: code } });
     });
   }
 

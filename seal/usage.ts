@@ -55,6 +55,11 @@ export interface AuditedUse {
   requestId?: string;
 }
 
+/** A use as its audit record lists it (the request id only when there is one). */
+export function auditedUse({ kind, documentDigest, hash, time }: UsageRecord, requestId?: string): AuditedUse {
+  return requestId === undefined ? { kind, documentDigest, hash, time } : { kind, documentDigest, hash, time, requestId };
+}
+
 /**
  * Writes a transaction's uses: each seal's counts are read and written once for all its uses, and
  * one `seal.use` audit record per seal and actor lists the uses (details.uses: kind, document
@@ -77,8 +82,7 @@ export const sealUses = recordWriter<SealUse, RecordedUse>(import.meta.url, 'sea
       tx.put(usage, key, record);
       const group = `${seal}\0${record.actor}`;
       const entry = audited.get(group) ?? audited.set(group, { seal, actor: record.actor, uses: [] }).get(group)!;
-      const { kind, documentDigest, hash, time } = record;
-      entry.uses.push(requestId === undefined ? { kind, documentDigest, hash, time } : { kind, documentDigest, hash, time, requestId });
+      entry.uses.push(auditedUse(record, requestId));
       return { key, record };
     });
     for (const [seal, next] of counts) tx.put(stats, seal, next);

@@ -121,8 +121,7 @@ export class TokenLedger implements Ledger {
   /** Closed with the ledger when the ledger made it (a shared one is closed by its owner). */
   readonly #ownsCommitter: boolean;
   /** Records asked for and not settled: close() waits for them. */
-  readonly #unsettled = new Set<Promise<void>>();
-  #waiting = 0;
+  readonly #waiting = new Set<Promise<boolean>>();
   #lastTransaction = 0;
   #commits = 0;
   #recorded = 0;
@@ -155,9 +154,9 @@ export class TokenLedger implements Ledger {
    * picks a new serial and re-signs). Rejects if the store fails: the token must then not be sent.
    */
   record(serialHex: string, record: TokenRecord, genTime: Date): Promise<boolean> {
-    this.#waiting++;
-    const committed = this.#committer.commit(tokenRecords, { serial: serialHex, record, genTime: genTime.getTime() }).then(({ result, transaction }) => {
-      this.#waiting--;
+    // Out of the set before the caller hears of it, so that stats() it reads then is current.
+    const committed: Promise<boolean> = this.#committer.commit(tokenRecords, { serial: serialHex, record, genTime: genTime.getTime() }).then(({ result, transaction }) => {
+      this.#waiting.delete(committed);
       // Records of one transaction settle one after the other: a new number is a new commit.
       if (transaction !== this.#lastTransaction) {
         this.#lastTransaction = transaction;
@@ -166,11 +165,10 @@ export class TokenLedger implements Ledger {
       if (result) this.#recorded++;
       return result;
     }, (e: unknown) => {
-      this.#waiting--;
+      this.#waiting.delete(committed);
       throw e;
     });
-    const settled: Promise<void> = committed.then(() => undefined, () => undefined).then(() => { this.#unsettled.delete(settled); });
-    this.#unsettled.add(settled);
+    this.#waiting.add(committed);
     return committed;
   }
 
@@ -194,13 +192,13 @@ export class TokenLedger implements Ledger {
   }
 
   stats(): LedgerStats {
-    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#waiting };
+    return { recorded: this.#recorded, commits: this.#commits, waiting: this.#waiting.size };
   }
 
   /** Waits for the records asked for so far; closes the committer if the ledger made it. */
   async close(): Promise<void> {
     if (this.#ownsCommitter) await this.#committer.close();
-    await Promise.all([...this.#unsettled]);
+    await Promise.allSettled([...this.#waiting]);
   }
 }
 
