@@ -479,6 +479,11 @@ export class CertificateAuthority {
     return this.certificates.get([ca, serial.toLowerCase()]);
   }
 
+  /** As get(), but possibly an object shared with other callers while the record is unchanged (Table.getShared): do not modify it. */
+  getShared(ca: string, serial: string): Readonly<CertificateRecord> | undefined {
+    return this.certificates.getShared([ca, serial.toLowerCase()]);
+  }
+
   #mustGet(tx: Tx, ca: string, serial: string): CertificateRecord {
     this.#get(ca);
     const s = normalizeSerial(serial);

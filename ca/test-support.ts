@@ -36,6 +36,9 @@ class MemoryTable<V> implements Table<V> {
     const e = this.data.get(JSON.stringify(key));
     return e ? structuredClone(e.value) : undefined;
   }
+  getShared(key: Key): Readonly<V> | undefined {
+    return this.data.get(JSON.stringify(key))?.value;
+  }
   has(key: Key): boolean {
     return this.data.has(JSON.stringify(key));
   }

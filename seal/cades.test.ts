@@ -10,8 +10,8 @@ import t from 'tap';
 import { isYinxinError } from '../common/errors.ts';
 import { toArrayBuffer } from '../common/pem.ts';
 import { sealFileCades } from './cades.ts';
-import { CMS_OID } from './cms.ts';
-import { makeSealPki, run } from './test-support.ts';
+import { CMS_OID, sealCmsWriter, sealHash } from './cms.ts';
+import { makeSealPki, run, sealSubject } from './test-support.ts';
 
 const pki = await makeSealPki();
 t.teardown(() => pki.cleanup());
@@ -80,5 +80,22 @@ t.test('a TSA that is down, refuses, or answers garbage fails the seal (never a 
   for (const [name, stamper] of cases) {
     const error = await sealFileCades(Buffer.from('x'), { ...cred, timeStamper: stamper, clock: pki.clock }).then(() => undefined, (e: unknown) => e);
     t.ok(isYinxinError(error, 'time-not-available'), `${name}: ${(error as Error | undefined)?.message}`);
+  }
+});
+
+t.test('a .p7s carries the certificate of the credential it was made with, however the credential is passed', async (t) => {
+  const hash = sealHash(cred.signer);
+  t.equal(sealCmsWriter(cred, hash), sealCmsWriter(cred, hash), 'the same arrays: the same prepared writer');
+  t.equal(sealCmsWriter({ certificate: new Uint8Array(cred.certificate), chain: cred.chain.map((c) => new Uint8Array(c)) }, hash), sealCmsWriter(cred, hash),
+    'copies of the same bytes: the same prepared writer');
+  // A second certificate for the same key (a re-issue): each seal must name the one it was given.
+  const reissued = await pki.ca.issue({ ca: 'issuing', profile: 'seal', subject: sealSubject('福州市财政局', '福州市财政局财务专用章'), publicKeyInfo: cred.signer.publicKeyInfo }, { actor: 'test' });
+  for (const [name, certificate] of [['re-issued', reissued.der], ['original', cred.certificate], ['re-issued again', reissued.der]] as const) {
+    const p7s = await sealFileCades(Buffer.from('x'), { ...cred, certificate, timeStamper: pki.timeStamper, clock: pki.clock });
+    const signed = new pkijs.SignedData({ schema: pkijs.ContentInfo.fromBER(toArrayBuffer(p7s)).content });
+    const first = signed.certificates![0] as pkijs.Certificate;
+    t.same(new Uint8Array(first.toSchema().toBER(false)), new Uint8Array(certificate), `${name}: the signer's certificate in the .p7s`);
+    const sid = signed.signerInfos[0].sid as pkijs.IssuerAndSerialNumber;
+    t.equal(Buffer.from(sid.serialNumber.valueBlock.valueHexView).toString('hex'), Buffer.from(first.serialNumber.valueBlock.valueHexView).toString('hex'), `${name}: and its serial in the SignerInfo`);
   }
 });

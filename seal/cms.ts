@@ -235,13 +235,23 @@ export class SealCmsWriter {
 
 /**
  * Prepared writers by credential content, so a caller that rebuilds its credential object per seal
- * (the registry reads the certificate from the store each time) still reuses the prepared parts.
- * A pure memo of (certificate, chain, hash): bounded, oldest dropped first.
+ * still reuses the prepared parts. A pure memo of (certificate, chain, hash): bounded, oldest
+ * dropped first.
  */
 const writers = new Map<string, SealCmsWriter>();
 const MAX_WRITERS = 256;
+/**
+ * The same writers by the certificate's array object, with the chain's arrays they were made for:
+ * the registry passes the store's shared certificate record (Table.getShared), whose arrays stay
+ * the same objects, and never modified, while the record is unchanged; this spares hashing the
+ * certificate and chain on every seal.
+ */
+const writersByCertificate = new WeakMap<Uint8Array, Array<{ chain: readonly Uint8Array[]; writer: SealCmsWriter }>>();
 
 export function sealCmsWriter(credential: Pick<SealCredential, 'certificate' | 'chain'>, hash: HashName): SealCmsWriter {
+  const known = writersByCertificate.get(credential.certificate);
+  const same = known?.find((k) => k.writer.hash === hash && k.chain.length === credential.chain.length && k.chain.every((c, i) => c === credential.chain[i]));
+  if (same) return same.writer;
   const h = createHash('sha256').update(hash);
   for (const c of [credential.certificate, ...credential.chain]) h.update(String(c.length)).update(c);
   const key = h.digest('hex');
@@ -251,6 +261,10 @@ export function sealCmsWriter(credential: Pick<SealCredential, 'certificate' | '
     if (writers.size >= MAX_WRITERS) writers.delete(writers.keys().next().value!);
     writers.set(key, writer);
   }
+  const entry = { chain: [...credential.chain], writer };
+  // A few per certificate (its hashes, a renewed CA chain); a caller that copies the chain each time does not pile them up.
+  if (!known) writersByCertificate.set(credential.certificate, [entry]);
+  else if (known.push(entry) > 4) known.shift();
   return writer;
 }
 

@@ -138,11 +138,18 @@ function list(value: unknown, field: string): string[] {
   return [...new Set(value as string[])];
 }
 
+/** Images of shared seal records (Table.getShared), decoded from base64 once per record. */
+const imagesOfShared = new WeakMap<Readonly<SealRecord>, SealImage>();
+
 /** The uploaded image, or the drawn seal when there is none. */
-function imageOfRecord(seal: SealRecord): SealImage {
-  if (seal.imageJpeg) return { kind: 'jpeg', bytes: new Uint8Array(Buffer.from(seal.imageJpeg, 'base64')) };
-  if (seal.imagePng) return { kind: 'png', bytes: new Uint8Array(Buffer.from(seal.imagePng, 'base64')) };
-  return { kind: 'drawn', organization: seal.organization, sealName: seal.name };
+function imageOfRecord(seal: Readonly<SealRecord>): SealImage {
+  let image = imagesOfShared.get(seal);
+  if (image) return image;
+  if (seal.imageJpeg) image = { kind: 'jpeg', bytes: new Uint8Array(Buffer.from(seal.imageJpeg, 'base64')) };
+  else if (seal.imagePng) image = { kind: 'png', bytes: new Uint8Array(Buffer.from(seal.imagePng, 'base64')) };
+  else image = { kind: 'drawn', organization: seal.organization, sealName: seal.name };
+  imagesOfShared.set(seal, image);
+  return image;
 }
 
 export class SealRegistry {
@@ -314,7 +321,7 @@ export class SealRegistry {
     return seal.certificateSerial ? this.#o.ca.get(seal.ca, seal.certificateSerial) : undefined;
   }
 
-  #state(seal: SealRecord, cert: CertificateRecord | undefined): SealState {
+  #state(seal: Readonly<SealRecord>, cert: Readonly<CertificateRecord> | undefined): SealState {
     if (seal.rejected) return 'rejected';
     if (!cert) return 'pending';
     if (cert.status === 'revoked') return 'revoked';
@@ -328,13 +335,15 @@ export class SealRegistry {
    * The seal's signing credential, if `user` may use it now. Throws 'forbidden' for a user not on
    * its lists, 'conflict' (details.state) for a seal that is not active.
    */
-  async credential(id: string, user: SealUser): Promise<{ seal: SealRecord; credential: SealCredential }> {
-    const seal = this.#mustGet(id);
+  async credential(id: string, user: SealUser): Promise<{ seal: Readonly<SealRecord>; credential: SealCredential }> {
+    // Shared objects (Table.getShared): read on every seal, decoded only when they changed.
+    const seal = typeof id === 'string' ? this.seals.getShared(id) : undefined;
+    if (!seal) throw new YinxinError('not-found', `no seal ${id}`, { id });
     const allowed = (user.clientId !== undefined && seal.clients.includes(user.clientId))
       || (user.clientId === undefined && seal.users.includes(user.username))
       || user.roles.some((r) => seal.roles.includes(r));
     if (!allowed) throw new YinxinError('forbidden', `you may not use seal ${id}`, { seal: id });
-    const cert = this.#certificateOf(seal);
+    const cert = seal.certificateSerial ? this.#o.ca.getShared(seal.ca, seal.certificateSerial) : undefined;
     const state = this.#state(seal, cert);
     if (state !== 'active') throw new YinxinError('conflict', `seal ${id} is ${state}, not active`, { seal: id, state });
     const signer = await this.#signer(seal.keyLabel);

@@ -175,6 +175,35 @@ t.test('values round-trip through msgpack: bytes, nested objects, dates, big num
   t.equal(back.nothing, null);
 });
 
+t.test('getShared() returns one shared object while the stored value is unchanged, and a new one after any change', async (t) => {
+  const store = openTemp(t);
+  const table = store.table<{ name: string; roles: string[] }>('shared');
+  t.equal(table.getShared('x'), undefined, 'absent');
+  await store.transaction((tx) => {
+    tx.put(table, 'x', { name: 'a', roles: ['r1'] });
+    tx.put(table, ['x', 2], { name: 'array key', roles: [] });
+  });
+  const first = table.getShared('x');
+  t.same(first, { name: 'a', roles: ['r1'] });
+  t.equal(table.getShared('x'), first, 'the same object on the next read');
+  t.not(table.get('x'), first, 'get() still decodes a fresh copy');
+  t.same(table.getShared(['x', 2]), { name: 'array key', roles: [] }, 'array keys are kept apart from string keys');
+  // Same length, one byte different: the comparison is of the bytes, not their size.
+  await store.transaction((tx) => tx.put(table, 'x', { name: 'b', roles: ['r1'] }));
+  const second = table.getShared('x');
+  t.same(second, { name: 'b', roles: ['r1'] }, 'a change is seen at once');
+  t.not(second, first);
+  // A transaction that throws changes nothing, and what it read inside is not what is shared after.
+  await t.rejects(store.transaction((tx) => {
+    tx.put(table, 'x', { name: 'c', roles: [] });
+    t.same(table.getShared('x'), { name: 'c', roles: [] }, 'inside the transaction, its own write');
+    throw new Error('abort');
+  }));
+  t.same(table.getShared('x'), { name: 'b', roles: ['r1'] }, 'after the abort, the committed value again');
+  await store.transaction((tx) => tx.remove(table, 'x'));
+  t.equal(table.getShared('x'), undefined, 'removed');
+});
+
 t.test('stats() counts the entries of every table, even ones not opened by this handle', async (t) => {
   const dir = join(tempDir(t), 'store');
   const first = openLmdbStore(dir);
@@ -233,6 +262,7 @@ t.test('a read-only store in this process sees commits made by a writer in anoth
     // lmdb-js renews a reader's snapshot from a zero-delay timer after its last read.
     await new Promise((r) => setTimeout(r, 2));
     t.equal(table.get('n'), n, `reader sees commit ${n}`);
+    t.equal(table.getShared('n'), n, `and getShared() sees it too (${n})`);
   }
   t.equal(laterTable.get('x'), 7, 'and a table the writer created after the reader opened');
   const exited = new Promise((r) => writer.on('exit', r));

@@ -43,6 +43,8 @@ const RANGE_CHUNK = 256;
 const DEFAULT_MAP_SIZE = 64 * 1024 ** 3;
 /** Named sub-databases one environment may hold (LMDB keeps a fixed-size table of them). */
 const MAX_TABLES = 256;
+/** Values getShared() keeps per table. */
+const MAX_SHARED_VALUES = 1024;
 
 type LmdbKey = string | number | Array<string | number>;
 
@@ -50,6 +52,8 @@ class LmdbTable<V> implements Table<V> {
   readonly name: string;
   readonly owner: LmdbStore;
   #db: Database<V, LmdbKey> | undefined;
+  /** getShared()'s values by key, with the bytes each was decoded from; the oldest dropped first. */
+  readonly #shared = new Map<string, { bytes: Buffer; value: V }>();
 
   constructor(name: string, owner: LmdbStore, db: Database<V, LmdbKey> | undefined) {
     this.name = name;
@@ -65,6 +69,32 @@ class LmdbTable<V> implements Table<V> {
 
   get(key: Key): V | undefined {
     return this.db()?.get(toLmdbKey(key));
+  }
+
+  /**
+   * Compares the stored bytes (a read without decoding, into lmdb-js' reused buffer) with those
+   * the shared value was decoded from, and decodes only when they differ.
+   */
+  getShared(key: Key): Readonly<V> | undefined {
+    const db = this.db();
+    if (!db) return undefined;
+    const lmdbKey = toLmdbKey(key);
+    const id = typeof key === 'string' ? key : JSON.stringify(key);
+    const fast = db.getBinaryFast(lmdbKey);
+    if (!fast) {
+      this.#shared.delete(id);
+      return undefined;
+    }
+    // lmdb-js' reused buffer is larger than the value and says the value's size in `length`.
+    const bytes = fast.subarray(0, fast.length);
+    const known = this.#shared.get(id);
+    if (known && Buffer.compare(known.bytes, bytes) === 0) return known.value;
+    const copy = Buffer.from(bytes);
+    const value = db.get(lmdbKey);
+    if (value === undefined) return undefined;
+    if (!known && this.#shared.size >= MAX_SHARED_VALUES) this.#shared.delete(this.#shared.keys().next().value!);
+    this.#shared.set(id, { bytes: copy, value });
+    return value;
   }
 
   has(key: Key): boolean {

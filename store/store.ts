@@ -26,6 +26,14 @@ export interface RangeOptions {
 export interface Table<V> {
   readonly name: string;
   get(key: Key): V | undefined;
+  /**
+   * The value as get() returns it, but possibly the very object an earlier call returned, for as
+   * long as the stored value is unchanged: callers share it and must not modify it. For values
+   * read on every request of a hot path (a seal's record and certificate), where decoding costs
+   * more than reading; whatever changed the value (this process, another thread or process), the
+   * next call sees it.
+   */
+  getShared(key: Key): Readonly<V> | undefined;
   has(key: Key): boolean;
   /** Entries in key order (or reverse), lazily. */
   range(options?: RangeOptions): Iterable<{ key: Key; value: V }>;

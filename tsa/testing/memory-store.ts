@@ -24,6 +24,7 @@ export class MemoryStore implements Store {
     return {
       name,
       get: (key) => data.get(keyText(key))?.value as V | undefined,
+      getShared: (key) => data.get(keyText(key))?.value as V | undefined,
       has: (key) => data.has(keyText(key)),
       range: (options?: RangeOptions) => [...data.values()].slice(0, options?.limit ?? Infinity) as Array<{ key: Key; value: V }>,
       count: () => data.size,
