@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import t from 'tap';
-import { derChildren, derContentEquals, derEquals, derTlv, derWellFormed, type Tlv } from './der.ts';
+import { derChild, derChildren, derContentEquals, derEquals, derTlv, derWellFormed, type Tlv } from './der.ts';
 import { toArrayBuffer } from './pem.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'yinxin-der-'));
@@ -43,6 +43,27 @@ t.test('the same TLV tree as asn1js', async (t) => {
   t.notOk(derContentEquals(cert, tbs, digest));
 });
 
+t.test('derChild(n) is the n-th of derChildren, everywhere in a certificate', async (t) => {
+  let checked = 0;
+  const visit = (tlv: Tlv) => {
+    if (!(tlv.tag & 0x20)) {
+      t.equal(derChild(cert, tlv, 0), undefined, 'a primitive has no child');
+      return;
+    }
+    const children = derChildren(cert, tlv)!;
+    for (let i = 0; i <= children.length; i++) {
+      t.same(derChild(cert, tlv, i), children[i]);
+      checked++;
+    }
+    children.forEach(visit);
+  };
+  visit(derTlv(cert, 0)!);
+  t.ok(checked > 40, `${checked} positions`);
+  // A damaged child before the one asked for: undefined, as derChildren would be.
+  const damaged = new Uint8Array([0x30, 0x06, 0x02, 0x05, 0x01, 0x02, 0x03, 0x04]);
+  t.equal(derChild(damaged, derTlv(damaged, 0)!, 1), undefined);
+});
+
 t.test('truncations and damage give undefined or false, never a throw', async (t) => {
   let bad = 0;
   for (let cut = 0; cut < cert.length; cut++) {
@@ -57,6 +78,7 @@ t.test('truncations and damage give undefined or false, never a throw', async (t
     try {
       const top = derTlv(m, 0);
       if (top && derWellFormed(m, top)) derChildren(m, top);
+      if (top) derChild(m, top, n % 9);
     } catch {
       threw++;
     }
@@ -83,4 +105,9 @@ t.test('derWellFormed: the DER rules it checks', async (t) => {
   const time = (tag: number, text: string) => ok([0x30, text.length + 2, tag, text.length, ...Buffer.from(text)]);
   t.ok(time(0x18, '20261121081300Z') && time(0x18, '20261121081300.25Z') && time(0x17, '261121081300Z'), 'DER times');
   t.notOk(time(0x18, '20261121081300.50Z') || time(0x18, '2026112108130Z') || time(0x17, '2611210813Z'), 'a trailing zero, a short time');
+  t.notOk(time(0x18, '20261121081300.Z') || time(0x18, '20261121081300,5Z') || time(0x18, '202611210813005Z') || time(0x18, '2026112108130AZ'),
+    'an empty fraction, a comma, a 15th digit, a letter');
+  t.notOk(time(0x17, '261121081300+0800') || time(0x17, '2611210813000Z') || time(0x18, '20261121081300') || time(0x18, '20261121081300.5'),
+    'an offset, a 13th digit, no Z');
+  t.ok(time(0x18, '20261121081300.001Z'), 'leading zeros in the fraction are fine');
 });

@@ -7,7 +7,7 @@
  * SignerInfo's signature value, from yinxin's TSA. A TSA that fails fails the whole seal: a B-B
  * signature is never produced silently.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { YinxinError } from '../common/errors.ts';
@@ -58,6 +58,8 @@ export function sealHash(signer: Signer): HashName {
 }
 
 export function digest(hash: HashName, parts: Iterable<Uint8Array>): Uint8Array {
+  // One part (a CAdES file, a signature value): the one-shot hash, without a Hash object.
+  if (Array.isArray(parts) && parts.length === 1) return oneShotHash(nodeHash[hash], parts[0], 'buffer');
   const h = createHash(nodeHash[hash]);
   for (const p of parts) h.update(p);
   return new Uint8Array(h.digest());
@@ -73,9 +75,9 @@ function tagged(tagNumber: number, value: asn1js.BaseBlock[]): asn1js.Constructe
   return new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber }, value });
 }
 
-/** An attribute whose single value is a slot of `length` octets (the value's whole TLV). */
-function attributeTemplate(type: string, length: number): DerTemplate {
-  return new DerTemplate(sequenceOf({ fixed: encode(new asn1js.ObjectIdentifier({ value: type })) }, setOf({ slot: 'value', length })));
+/** An attribute whose single value is the slot `slot` of `length` octets (the value's whole TLV). */
+function attributePart(type: string, slot: string, length: number): TemplatePart {
+  return sequenceOf({ fixed: encode(new asn1js.ObjectIdentifier({ value: type })) }, setOf({ slot, length }));
 }
 
 /** Stamps `signature` (RFC 3161 Appendix A: the imprint is the hash of the signature value's octets). */
@@ -105,8 +107,8 @@ export class SealCmsWriter {
   readonly #signatureAlgorithms = new Map<SignatureScheme, Uint8Array>();
   readonly #contentInfoOid: Uint8Array;
   readonly #timeStampOid: Uint8Array;
-  readonly #digestAttribute: DerTemplate;
-  readonly #timeAttributes = new Map<number, DerTemplate>();
+  /** The message-digest value's TLV length (an OCTET STRING of the digest). */
+  readonly #digestLength: number;
   /** By signing-time length (0: none): the signed attributes in DER order, as parts with slots. */
   readonly #attributeParts = new Map<number, { parts: TemplatePart[]; signed: DerTemplate }>();
   readonly #contentInfos = new Map<string, DerTemplate>();
@@ -138,7 +140,7 @@ export class SealCmsWriter {
       encode(attribute(CMS_OID.contentType, new asn1js.ObjectIdentifier({ value: CMS_OID.data }))),
       encode(attribute(CMS_OID.signingCertificateV2, signingCertificateV2(credential.certificate, certificate))),
     ];
-    this.#digestAttribute = attributeTemplate(CMS_OID.messageDigest, 2 + createHash(nodeHash[hash]).digest().length);
+    this.#digestLength = 2 + createHash(nodeHash[hash]).digest().length;
     this.#contentInfoOid = encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signedData }));
     this.#timeStampOid = encode(new asn1js.ObjectIdentifier({ value: CMS_OID.signatureTimeStampToken }));
   }
@@ -159,12 +161,6 @@ export class SealCmsWriter {
     return this.#lastTime.der;
   }
 
-  #timeAttribute(length: number): DerTemplate {
-    let template = this.#timeAttributes.get(length);
-    if (!template) this.#timeAttributes.set(length, (template = attributeTemplate(CMS_OID.signingTime, length)));
-    return template;
-  }
-
   /**
    * The signed attributes as template parts, sorted as X.690 s11.6 sorts a DER SET OF (by their
    * encodings): attributes differ in their lengths or else in their types' OIDs, both fixed here,
@@ -173,14 +169,12 @@ export class SealCmsWriter {
   #attributes(timeLength: number): { parts: TemplatePart[]; signed: DerTemplate } {
     let entry = this.#attributeParts.get(timeLength);
     if (!entry) {
+      const withValue = (part: TemplatePart) => ({ part, placeholder: new DerTemplate(part).bytes });
       const candidates: Array<{ part: TemplatePart; placeholder: Uint8Array }> = [
         ...this.#fixedAttributes.map((der) => ({ part: { fixed: der }, placeholder: der })),
-        { part: { slot: 'digestAttribute', length: this.#digestAttribute.bytes.length }, placeholder: this.#digestAttribute.bytes },
+        withValue(attributePart(CMS_OID.messageDigest, 'messageDigest', this.#digestLength)),
       ];
-      if (timeLength) {
-        const time = this.#timeAttribute(timeLength);
-        candidates.push({ part: { slot: 'timeAttribute', length: time.bytes.length }, placeholder: time.bytes });
-      }
+      if (timeLength) candidates.push(withValue(attributePart(CMS_OID.signingTime, 'signingTime', timeLength)));
       const parts = candidates.sort((a, b) => compareDer(a.placeholder, b.placeholder)).map((c) => c.part);
       // RFC 5652 s5.4: the signature covers the attributes' DER with an explicit SET OF tag;
       // the SignerInfo carries the same content under [0] IMPLICIT.
@@ -212,17 +206,15 @@ export class SealCmsWriter {
   /** Signs (one HSM signature), time-stamps (one TSA request) and returns the ContentInfo DER. */
   async write(input: Pick<SignedDataInput, 'signer' | 'contentDigest' | 'signingTime' | 'timeStamper' | 'onSigned'>): Promise<Uint8Array> {
     const { signer } = input;
-    if (Buffer.compare(Buffer.from(this.publicKeyInfo), Buffer.from(signer.publicKeyInfo)) !== 0) {
+    if (Buffer.compare(this.publicKeyInfo, signer.publicKeyInfo) !== 0) {
       throw new YinxinError('config-invalid', `the seal certificate does not certify HSM key "${signer.label}"`);
     }
-    const slots: Record<string, Uint8Array> = {
-      digestAttribute: this.#digestAttribute.fill({ value: primitiveTlv(DER_TAG.octetString, input.contentDigest) }),
-    };
+    // Slots filled straight into the signed attributes, then with the same values into the SignerInfo.
+    const slots: Record<string, Uint8Array> = { messageDigest: primitiveTlv(DER_TAG.octetString, input.contentDigest) };
     let timeLength = 0;
     if (input.signingTime) {
-      const time = this.#signingTime(input.signingTime);
-      timeLength = time.length;
-      slots.timeAttribute = this.#timeAttribute(timeLength).fill({ value: time });
+      slots.signingTime = this.#signingTime(input.signingTime);
+      timeLength = slots.signingTime.length;
     }
     const signature = await signer.sign(this.#attributes(timeLength).signed.fill(slots), signer.scheme);
     input.onSigned?.();

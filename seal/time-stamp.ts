@@ -12,7 +12,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import * as asn1js from 'asn1js';
-import { derChildren, derContentEquals, derEquals, derTlv, derWellFormed, type Tlv } from '../common/der.ts';
+import { derChild, derChildren, derContentEquals, derEquals, derTlv, derWellFormed, type Tlv } from '../common/der.ts';
 import { YinxinError } from '../common/errors.ts';
 import { DER_TAG, DerTemplate, encode, hex, primitiveTlv, sequenceOf, TSA_OID } from '../tsa/asn1.ts';
 import { grantedTokenFor } from '../tsa/fast-client.ts';
@@ -78,7 +78,7 @@ export function sealTimeStampQuery(imprint: Uint8Array): SealTimeStampQuery {
 
 function child(der: Uint8Array, parent: Tlv | undefined, index: number, tag: number): Tlv | undefined {
   if (!parent) return undefined;
-  const found = derChildren(der, parent, index + 1)?.[index];
+  const found = derChild(der, parent, index);
   return found?.tag === tag ? found : undefined;
 }
 
