@@ -198,6 +198,28 @@ t.test('200 concurrent signatures all verify (session pool correctness)', async 
   t.equal(stats.signErrors, 0);
 });
 
+t.test('ECDSA and Ed25519 sign on the main thread however many callers; RSA starts the signing threads', async (t) => {
+  const fresh = await open({ sessionPool: 2 });
+  t.teardown(() => fresh.close());
+  const ec = await fresh.getSigner('ec-p256');
+  const ed = fresh.supportsEd25519 ? await fresh.getSigner('ed25519') : undefined;
+  const messages = Array.from({ length: 64 }, (_, i) => Buffer.from(`light ${i}`));
+  const ecSigs = await Promise.all(messages.map((m) => ec.sign(m)));
+  t.equal(ecSigs.filter((s, i) => !nodeVerifies(ec, 'ecdsa-sha256', messages[i], s)).length, 0, '64 concurrent ECDSA signatures verify');
+  if (ed) {
+    const edSigs = await Promise.all(messages.map((m) => ed.sign(m)));
+    t.equal(edSigs.filter((s, i) => !nodeVerifies(ed, 'ed25519', messages[i], s)).length, 0, '64 concurrent Ed25519 signatures verify');
+  }
+  t.equal(fresh.stats().signingThreads, 0, 'and no signing thread was started for them');
+  const rsa = await fresh.getSigner('rsa-2048');
+  const rsaSigs = await Promise.all(messages.slice(0, 8).map((m) => rsa.sign(m, 'rsa-pss-sha256')));
+  t.equal(rsaSigs.filter((s, i) => !nodeVerifies(rsa, 'rsa-pss-sha256', messages[i], s)).length, 0, '8 concurrent RSA signatures verify');
+  t.equal(fresh.stats().signingThreads, 2, 'RSA started the signing threads');
+  const mixed = await Promise.all(messages.slice(0, 16).map((m, i) => (i % 2 ? rsa.sign(m, 'rsa-pkcs1-sha256') : ec.sign(m))));
+  t.equal(mixed.filter((s, i) => !nodeVerifies(i % 2 ? rsa : ec, i % 2 ? 'rsa-pkcs1-sha256' : 'ecdsa-sha256', messages[i], s)).length, 0, 'mixed RSA and ECDSA verify');
+  t.equal(fresh.stats().signErrors, 0);
+});
+
 t.test('errors are YinxinErrors naming what to fix', async (t) => {
   await t.rejects(store.getSigner('no-such-key'), expectCode('key-not-found', /"no-such-key"/));
   t.equal(await store.hasKey('no-such-key'), false);

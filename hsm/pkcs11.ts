@@ -11,16 +11,23 @@
  *    main thread, and for a token key it costs SoftHSM ~27 us of the ~48 us a signature takes,
  *    so the main thread remained the bottleneck (about 1.1x with 4 sessions). A worker thread
  *    does C_SignInit + C_Sign, and SoftHSM scales across threads of one process (1.75x on 2).
- *  - Policy: ECDSA and Ed25519 (tens of microseconds) with nothing else outstanding are signed
- *    synchronously inside sign(): no thread hop, so one caller gets the raw rate. A synchronous
- *    signature resolves at once, so concurrent callers would never be seen outstanding and would
- *    all take turns on the main thread: a second request arriving before the microtask queue
- *    has drained since the last synchronous signature (another caller's continuation, not the
- *    same caller's next turn, which runs after that check) is taken as concurrency and queued.
- *    When requests are outstanding they queue, and a drain (setImmediate, so worker replies and I/O interleave)
- *    hands each idle worker its share of the queue as one batch and signs the remaining share
- *    on the main thread. RSA never signs on the main thread (RSA-4096 would block the event loop
- *    for ~10 ms): it always goes to a worker, waiting in the queue when all are busy.
+ *  - Policy: ECDSA and Ed25519 (tens of microseconds) are signed on the main thread, never
+ *    shipped to a worker: handing a signature to a thread and taking its answer back cost the
+ *    main thread about what signing it does (waking a sleeping thread alone is ~15 us here), and
+ *    the signatures made meanwhile on the other core were paid for with latency and CPU the
+ *    commit thread and the other process wanted. Measured on this 2-core machine, ECDSA P-256
+ *    in SoftHSM2: POST /tsa 1 process 105 us of CPU per token instead of 133 us, 2 processes
+ *    15,331/s instead of 14,753/s (bench/tsa.ts); TSA core 18,349/s instead of 15,379/s and
+ *    CAdES seals 8,518/s instead of 7,172/s with 64 callers (bench/seal.ts).
+ *    With nothing outstanding a light signature is made synchronously inside sign(): one caller
+ *    gets the raw rate. Concurrent requests queue instead (a request arriving before the
+ *    microtask queue has drained since the last synchronous signature counts as concurrent) and
+ *    are signed by a drain on the next turn (setImmediate), after the work already queued for
+ *    it: a TSA's ledger commit is handed to its thread before the main thread spends its time
+ *    signing, so the fsync and the signatures overlap.
+ *  - RSA (milliseconds: RSA-4096 would block the event loop for ~10 ms) never signs on the main
+ *    thread while it has signing threads: the first RSA signature starts them, each idle one
+ *    takes an equal part of the queued RSA requests, and the rest wait for one to finish.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -46,7 +53,11 @@ export interface Pkcs11Options {
   tokenLabel?: string;
   /** User PIN (YINXIN_PKCS11_PIN). */
   pin: string;
-  /** Signing worker threads, each with its own session; default the number of CPUs. 0 signs everything on the main thread. */
+  /**
+   * Signing threads for RSA, each with its own session, started by the first RSA signature;
+   * default the number of CPUs. 0 signs RSA on the main thread too. ECDSA and Ed25519 always
+   * sign on the main thread (see the policy above).
+   */
   sessionPool?: number;
   /**
    * Use keys through working copies made inside the token as session objects (C_CopyObject with
@@ -63,6 +74,8 @@ export interface Pkcs11KeyStore extends KeyStore {
   readonly tokenLabel: string;
   /** Whether the module can generate Ed25519 keys (CKM_EC_EDWARDS_KEY_PAIR_GEN). */
   readonly supportsEd25519: boolean;
+  /** Also: the signing threads running (RSA's; none until the first RSA signature). */
+  stats(): { signs: number; signErrors: number; signingThreads: number };
 }
 
 const CKS_RO_USER_FUNCTIONS = 1;
@@ -212,7 +225,6 @@ class SignDispatcher {
   readonly #maxThreads: number;
   readonly #out = Buffer.alloc(1024);
   #queue: PendingSign[] = [];
-  #inWorkers = 0;
   #scheduled = false;
   #nextId = 1;
   #workerFailures = 0;
@@ -223,6 +235,10 @@ class SignDispatcher {
   signs = 0;
   signErrors = 0;
 
+  get threads(): number {
+    return this.#threads.length;
+  }
+
   constructor(lib: PKCS11, session: Buffer, workerInit: WorkerInit, maxThreads: number) {
     this.#lib = lib;
     this.#session = session;
@@ -232,7 +248,7 @@ class SignDispatcher {
 
   sign(key: Buffer, how: SignMechanism, data: Uint8Array, label: string): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(closedError());
-    if (how.light && this.#queue.length === 0 && this.#inWorkers === 0 && !this.#justSigned) {
+    if (how.light && this.#queue.length === 0 && !this.#justSigned) {
       this.#justSigned = true;
       queueMicrotask(this.#clearJustSigned);
       try {
@@ -260,33 +276,27 @@ class SignDispatcher {
   #drain(): void {
     this.#scheduled = false;
     if (this.#closed || this.#queue.length === 0) return;
-    while (this.#threads.length < this.#usableThreads()) this.#startThread();
-    const idle = this.#threads.filter((t) => t.ready && t.inFlight.size === 0);
     const queue = this.#queue;
     this.#queue = [];
     const heavy = queue.filter((p) => !p.how.light);
-    const light = queue.filter((p) => p.how.light);
+    // Threads are started by the first RSA signature: a store that only signs ECDSA or Ed25519 has none.
+    if (heavy.length > 0) while (this.#threads.length < this.#usableThreads()) this.#startThread();
     const noWorkers = this.#threads.length === 0;
-    // Shares: each idle worker and (for light work) the main thread take an equal part.
-    const takers = idle.length + (light.length > 0 ? 1 : 0);
-    const share = takers ? Math.ceil(queue.length / takers) : 0;
-    // The main thread keeps its share first (a lone request is signed here rather than shipped
-    // to a thread: the hop costs about what the signature does); the workers get the rest, sent
-    // before the main thread starts signing so that they work meanwhile.
-    const mine = light.slice(0, noWorkers ? light.length : Math.min(light.length, share));
-    const ordered = heavy.concat(light.slice(mine.length));
+    // RSA to the idle workers in equal parts, sent before this thread signs the light requests so
+    // that they work meanwhile; what finds no idle worker waits for one.
+    const idle = this.#threads.filter((t) => t.ready && t.inFlight.size === 0);
+    const share = Math.ceil(heavy.length / Math.max(1, idle.length));
     let next = 0;
     for (const thread of idle) {
-      if (next >= ordered.length) break;
-      const part = ordered.slice(next, next + share);
-      next += part.length;
-      this.#send(thread, part);
+      if (next >= heavy.length) break;
+      this.#send(thread, heavy.slice(next, next + share));
+      next += share;
     }
-    for (const pending of mine) this.#settleHere(pending);
-    for (const pending of ordered.slice(next)) {
-      if (pending.how.light || noWorkers) this.#settleHere(pending);
-      else this.#queue.push(pending); // RSA waits for a worker
+    for (const pending of heavy.slice(next)) {
+      if (noWorkers) this.#settleHere(pending);
+      else this.#queue.push(pending);
     }
+    for (const pending of queue) if (pending.how.light) this.#settleHere(pending);
   }
 
   #settleHere(p: PendingSign): void {
@@ -319,7 +329,6 @@ class SignDispatcher {
       // and structured cloning a view clones its whole ArrayBuffer.
       return { id, key: new Uint8Array(p.key), mechanism: p.how.mechanism, prehash: p.how.prehash, data: new Uint8Array(p.data), ecdsa: p.how.ecdsa };
     });
-    this.#inWorkers += jobs.length;
     thread.worker.ref();
     thread.worker.postMessage(jobs);
   }
@@ -339,7 +348,6 @@ class SignDispatcher {
       if (message === 'ready') {
         thread.ready = true;
       } else {
-        this.#inWorkers -= message.length;
         for (const result of message) {
           const pending = thread.inFlight.get(result.id);
           thread.inFlight.delete(result.id);
@@ -366,7 +374,6 @@ class SignDispatcher {
     if (index < 0) return;
     this.#threads.splice(index, 1);
     this.#workerFailures++;
-    this.#inWorkers -= thread.inFlight.size;
     for (const pending of thread.inFlight.values()) {
       this.signErrors++;
       pending.reject(new YinxinError('hsm-unavailable', `a PKCS#11 signing thread failed: ${firstLine(e)}`));
@@ -848,8 +855,8 @@ class Pkcs11Store implements Pkcs11KeyStore {
     }
   }
 
-  stats(): { signs: number; signErrors: number } {
-    return { signs: this.#dispatcher.signs, signErrors: this.#dispatcher.signErrors };
+  stats(): { signs: number; signErrors: number; signingThreads: number } {
+    return { signs: this.#dispatcher.signs, signErrors: this.#dispatcher.signErrors, signingThreads: this.#dispatcher.threads };
   }
 
   async close(): Promise<void> {

@@ -1,9 +1,10 @@
 /**
  * Signatures asked for within one event-loop turn, handed to the signer together on the next
- * (setImmediate). Requests arrive one per socket callback, so the HSM key store would see each as
- * a lone caller and sign it synchronously on the main thread; handed together, it spreads them
- * over its worker threads (hsm/pkcs11.ts), leaving the main thread to HTTP and encoding. For
- * services that sign per request at high rates (TSA tokens, OCSP responses with a nonce).
+ * (setImmediate): after the work already queued for that turn, so that a TSA's ledger commit
+ * (asked for in the same turn, just before its token's signature) is handed to the commit thread
+ * before the main thread spends its time signing, and the fsync and the signatures overlap; the
+ * key store then sees the turn's requests as one batch (hsm/pkcs11.ts). For services that sign
+ * per request at high rates (TSA tokens, OCSP responses with a nonce).
  */
 import { TurnBatch } from '../common/turn-batch.ts';
 import type { SignatureScheme, Signer } from './signer.ts';
