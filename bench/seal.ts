@@ -157,8 +157,17 @@ const pdfRates = await rates({
 
 const small = randomBytes(1024);
 const large = randomBytes(10 * 1024 * 1024);
-// The TSA's own rate: respond() only, on queries built beforehand (a client's cost is not the TSA's).
-const queries = only && !only.includes('tsa') ? [] : Array.from({ length: 20_000 }, () => buildTimeStampQuery(randomBytes(64)).der);
+// The TSA's own rate: respond() only, on queries built beforehand (a client's cost is not the TSA's),
+// held in one buffer: 20,000 separate ArrayBuffers kept alive made V8's garbage collection cost
+// every operation of both rows ~15% more (the seal row's too, measured in the same process).
+const queries = only && !only.includes('tsa') ? [] : packed(Array.from({ length: 20_000 }, () => buildTimeStampQuery(randomBytes(64)).der));
+
+/** Views of `parts` in one buffer. */
+function packed(parts: Uint8Array[]): Uint8Array[] {
+  const all = Buffer.concat(parts);
+  let at = 0;
+  return parts.map((p) => all.subarray(at, (at += p.length)));
+}
 let nextQuery = 0;
 const cadesOps = {
   cades1k: () => registry.sealFile(seal.id, user, small),

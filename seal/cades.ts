@@ -20,8 +20,11 @@ export async function sealFileCades(content: Uint8Array | Iterable<Uint8Array>, 
   return sealDigestCades(digest(hash, content instanceof Uint8Array ? [content] : content), hash, input);
 }
 
-/** The .p7s for content already hashed: `contentDigest` under `hash`, which must be sealHash(input.signer). */
-export async function sealDigestCades(contentDigest: Uint8Array, hash: HashName, input: CadesInput): Promise<Uint8Array> {
-  if (hash !== sealHash(input.signer)) throw new YinxinError('internal', `a ${input.signer.scheme} seal digests with ${sealHash(input.signer)}, not ${hash}`);
+/**
+ * The .p7s for content already hashed: `contentDigest` under `hash`, which must be sealHash(input.signer).
+ * Not an async function, on the hot path of every seal: one promise fewer; it never throws, it rejects.
+ */
+export function sealDigestCades(contentDigest: Uint8Array, hash: HashName, input: CadesInput): Promise<Uint8Array> {
+  if (hash !== sealHash(input.signer)) return Promise.reject(new YinxinError('internal', `a ${input.signer.scheme} seal digests with ${sealHash(input.signer)}, not ${hash}`));
   return buildSignedData({ ...input, hash, contentDigest, signingTime: input.clock.now() });
 }

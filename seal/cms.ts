@@ -81,7 +81,7 @@ function attributePart(type: string, slot: string, length: number): TemplatePart
 }
 
 /** Stamps `signature` (RFC 3161 Appendix A: the imprint is the hash of the signature value's octets). */
-export async function signatureTimeStamp(signature: Uint8Array, timeStamper: TimeStamper): Promise<Uint8Array> {
+export function signatureTimeStamp(signature: Uint8Array, timeStamper: TimeStamper): Promise<Uint8Array> {
   return timeStampImprint(digest('SHA-256', [signature]), timeStamper, 'the seal needs a signature time-stamp');
 }
 
@@ -262,8 +262,12 @@ export function sealCmsWriter(credential: Pick<SealCredential, 'certificate' | '
 
 /**
  * Builds, signs and time-stamps a detached SignedData (ContentInfo DER). One HSM signature, one
- * time-stamp request.
+ * time-stamp request. It never throws, it rejects.
  */
-export async function buildSignedData(input: SignedDataInput): Promise<Uint8Array> {
-  return sealCmsWriter(input, input.hash).write(input);
+export function buildSignedData(input: SignedDataInput): Promise<Uint8Array> {
+  try {
+    return sealCmsWriter(input, input.hash).write(input);
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
