@@ -15,10 +15,10 @@
  *    shipped to a worker: handing a signature to a thread and taking its answer back cost the
  *    main thread about what signing it does (waking a sleeping thread alone is ~15 us here), and
  *    the signatures made meanwhile on the other core were paid for with latency and CPU the
- *    commit thread and the other process wanted. Measured on this 2-core machine, ECDSA P-256
- *    in SoftHSM2: POST /tsa 1 process 105 us of CPU per token instead of 133 us, 2 processes
- *    15,331/s instead of 14,753/s (bench/tsa.ts); TSA core 18,349/s instead of 15,379/s and
- *    CAdES seals 8,518/s instead of 7,172/s with 64 callers (bench/seal.ts).
+ *    commit thread wanted. Measured on a 2-core machine, ECDSA P-256 in SoftHSM2: POST /tsa in
+ *    one process 105-123 us of CPU per token instead of 133-138 us (bench/tsa.ts, docs/tsa.md);
+ *    the TSA core 18,349/s instead of 15,379/s and CAdES seals 8,518/s instead of 7,172/s with 64
+ *    callers (bench/seal.ts).
  *    With nothing outstanding a light signature is made synchronously inside sign(): one caller
  *    gets the raw rate. Concurrent requests queue instead (a request arriving before the
  *    microtask queue has drained since the last synchronous signature counts as concurrent) and
