@@ -115,7 +115,7 @@ t.test('CAS single logout', async (t) => {
   /** Signs in at /cas/login for `service` (password form when there is no session) and validates the ticket as the portal would. */
   const casSignIn = async (browser: Browser, service: string, login?: string) => {
     let stop = await browser.follow(`${idp.issuer}/cas/login?service=${encodeURIComponent(service)}`, idp.issuer);
-    if (login) stop = await browser.follow(new URL(formOf(stop.page!).action, idp.issuer).href, idp.issuer, { form: { login, password: PASSWORD } });
+    if (login) stop = await browser.submit(stop.page!, idp.issuer, { login, password: PASSWORD });
     if (!stop.redirect) throw new Error(`no ticket: ${stop.page?.slice(0, 300)}`);
     const ticket = new URL(stop.redirect).searchParams.get('ticket')!;
     const res = await idp.fetch(`${idp.issuer}/cas/serviceValidate?ticket=${encodeURIComponent(ticket)}&service=${encodeURIComponent(service)}`);

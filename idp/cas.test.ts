@@ -4,7 +4,7 @@
  * an OIDC sign-in to a CAS portal, and /cas/logout.
  */
 import t from 'tap';
-import { Browser, formOf, startTestIdp } from './test-support.ts';
+import { Browser, startTestIdp } from './test-support.ts';
 
 const CITIZEN = '11010519491231002X';
 const PASSWORD = 'Sunny-Day-2024!';
@@ -26,7 +26,7 @@ t.test('CAS serviceValidate round trip, replay refused', async (t) => {
   const loginUrl = `${idp.issuer}/cas/login?service=${encodeURIComponent(SERVICE)}`;
   const page = await browser.follow(loginUrl, idp.issuer);
   t.match(page.page, /name="password"/, 'the shared login page');
-  const back = await browser.follow(new URL(formOf(page.page!).action, idp.issuer).href, idp.issuer, { form: { login: 'wangwu', password: PASSWORD } });
+  const back = await browser.submit(page.page!, idp.issuer, { login: 'wangwu', password: PASSWORD });
   t.ok(back.redirect?.startsWith(`${SERVICE}?ticket=ST-`), `back to the portal with a ticket: ${back.redirect ?? back.page?.slice(0, 300)}`);
   const ticket = new URL(back.redirect!).searchParams.get('ticket')!;
 

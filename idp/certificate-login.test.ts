@@ -15,9 +15,8 @@ import * as client from 'openid-client';
 import { CertificateAuthority } from '../ca/authority.ts';
 import { systemClock } from '../common/clock.ts';
 import { toPem } from '../common/pem.ts';
-import { totp } from './directory.ts';
 import { ACR } from './provider.ts';
-import { Browser, formOf, startTestIdp, trustingFetch, type TestIdp } from './test-support.ts';
+import { Browser, startTestIdp, totpCodesNow, trustingFetch, type TestIdp } from './test-support.ts';
 
 const CITIZEN = '11010519491231002X';
 const OTHER_CITIZEN = '110101199003077774';
@@ -109,8 +108,7 @@ t.test('certificate login over TLS', async (t) => {
     const stepUp = await browser.follow(url.href, idp.issuer);
     t.match(stepUp.page, /name="code"/, 'asked for the one-time code');
     t.notMatch(stepUp.page, /name="password"/, 'and nothing else');
-    const step = Math.floor(Date.now() / 30_000);
-    const finished = await browser.follow(new URL(formOf(stepUp.page!).action, idp.issuer).href, idp.issuer, { form: { code: totp(secret, step) } });
+    const finished = await browser.submit(stepUp.page!, idp.issuer, { code: totpCodesNow(secret)[1] });
     t.ok(finished.redirect?.startsWith('https://rp.example/cb?code='), `redirected with a code: ${finished.redirect ?? finished.page?.slice(0, 300)}`);
     const claims = (await client.authorizationCodeGrant(config, new URL(finished.redirect!), { pkceCodeVerifier: verifier })).claims()!;
     t.equal(claims.acr, ACR.mfa);

@@ -215,7 +215,7 @@ t.test('OIDC with openid-client over HTTPS', async (t) => {
     const { url } = await authorize(a);
     const fresh = new Browser(idp.fetch);
     const page = await fresh.follow(url, idp.issuer);
-    const res = await fresh.follow(new URL(formOf(page.page!).action, idp.issuer).href, idp.issuer, { form: { login: 'zhangsan', password: PASSWORD } });
+    const res = await fresh.submit(page.page!, idp.issuer, { login: 'zhangsan', password: PASSWORD });
     t.notOk(res.redirect);
     t.match(res.page, /Wrong user name or password/);
     t.ok(idp.audit.list({ action: 'idp.login' }).some((r) => r.details?.reason === 'status-suspended'));
@@ -234,7 +234,7 @@ t.test('expired refresh token is refused', async (t) => {
   const url = client.buildAuthorizationUrl(config, { redirect_uri: 'https://rp.example/cb', scope: 'openid', code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' });
   const browser = new Browser(idp.fetch);
   const page = await browser.follow(url.href, idp.issuer);
-  const done = await browser.follow(new URL(formOf(page.page!).action, idp.issuer).href, idp.issuer, { form: { login: 'li', password: PASSWORD } });
+  const done = await browser.submit(page.page!, idp.issuer, { login: 'li', password: PASSWORD });
   const tokens = await client.authorizationCodeGrant(config, new URL(done.redirect!), { pkceCodeVerifier: verifier });
   t.ok(tokens.refresh_token);
   await new Promise((r) => setTimeout(r, 1500));

@@ -9,9 +9,8 @@
  */
 import t from 'tap';
 import * as client from 'openid-client';
-import { totp } from './directory.ts';
 import { MAX_TOTP_ATTEMPTS } from './second-factor.ts';
-import { beginSignIn, Browser, formOf, secondInstance, startTestIdp, registerPasswordAndTotpApps } from './test-support.ts';
+import { beginSignIn, Browser, formOf, secondInstance, startTestIdp, registerPasswordAndTotpApps, totpCodesNow } from './test-support.ts';
 
 const PASSWORD = 'Sunny-Day-2024!';
 
@@ -21,15 +20,10 @@ t.test('pending TOTP step', async (t) => {
   const dir = idp.idp.directory;
   const actor = { name: 'test' };
   const rps = await registerPasswordAndTotpApps(idp);
-  const codesNow = (secret: string) => {
-    const step = Math.floor(Date.now() / 30_000);
-    return [step - 1, step, step + 1].map((s) => totp(secret, s));
-  };
   const wrongCode = (secret: string, n = 0) => {
-    const valid = codesNow(secret);
+    const valid = totpCodesNow(secret);
     return [...Array(100).keys()].map((i) => String(100000 + 7919 * (i + n) % 900000)).find((c) => !valid.includes(c))!;
   };
-  const post = (browser: Browser, page: string, form: Record<string, string>) => browser.follow(new URL(formOf(page).action, idp.issuer).href, idp.issuer, { form });
   const exchange = (rp: { config: client.Configuration }, s: { verifier: string; state: string }, redirect: string | undefined) => {
     if (!redirect) throw new Error('no redirect');
     return client.authorizationCodeGrant(rp.config, new URL(redirect), { pkceCodeVerifier: s.verifier, expectedState: s.state });
@@ -51,12 +45,12 @@ t.test('pending TOTP step', async (t) => {
     let page = begun.page!;
     const totpPage = page;
     for (let i = 1; i < MAX_TOTP_ATTEMPTS; i++) {
-      const res = await post(browser, page, { code: wrongCode(secret, i) });
+      const res = await browser.submit(page, idp.issuer, { code: wrongCode(secret, i) });
       t.match(res.page, /Wrong one-time code/, `wrong code ${i}: asked again`);
       t.match(res.page, /name="code"/);
       page = res.page!;
     }
-    const last = await post(browser, page, { code: wrongCode(secret, MAX_TOTP_ATTEMPTS) });
+    const last = await browser.submit(page, idp.issuer, { code: wrongCode(secret, MAX_TOTP_ATTEMPTS) });
     t.notOk(last.redirect);
     t.match(last.page, /name="password"/, 'the last wrong code: the password form');
     t.match(last.page, /Too many wrong one-time codes/);
@@ -65,14 +59,14 @@ t.test('pending TOTP step', async (t) => {
     t.equal(records.at(-1)!.details?.restart, 'password');
     t.equal(records[0].details?.attemptsLeft, 4);
 
-    const right = await post(browser, totpPage, { code: codesNow(secret)[1] });
+    const right = await browser.submit(totpPage, idp.issuer, { code: totpCodesNow(secret)[1] });
     t.notOk(right.redirect, 'a right code no longer signs in');
     t.match(right.page, /name="password"/);
     t.equal(wrongTotpRecords(user.id).length, MAX_TOTP_ATTEMPTS, 'and is not counted');
 
-    const again = await post(browser, last.page!, { login: 'wang', password: PASSWORD });
+    const again = await browser.submit(last.page!, idp.issuer, { login: 'wang', password: PASSWORD });
     t.match(again.page, /name="code"/, 'the password begins a new step');
-    const done = await post(browser, again.page!, { code: codesNow(secret)[1] });
+    const done = await browser.submit(again.page!, idp.issuer, { code: totpCodesNow(secret)[1] });
     t.ok(done.redirect?.startsWith(rps.a.redirect), `signed in: ${done.redirect ?? done.page?.slice(0, 300)}`);
     const claims = (await exchange(rps.a, begun, done.redirect)).claims()!;
     t.same(claims.amr, ['pwd', 'otp', 'mfa']);
@@ -82,7 +76,7 @@ t.test('pending TOTP step', async (t) => {
     const { user, secret } = await enrolledUser('110101199003077774', 'qian');
     const browser = new Browser(idp.fetch);
     const begun = await beginSignIn(browser, idp.issuer, rps.a, { login: 'qian', password: PASSWORD });
-    const results = await Promise.all([...Array(12).keys()].map((i) => post(browser, begun.page!, { code: wrongCode(secret, 20 + i) })));
+    const results = await Promise.all([...Array(12).keys()].map((i) => browser.submit(begun.page!, idp.issuer, { code: wrongCode(secret, 20 + i) })));
     t.equal(wrongTotpRecords(user.id).length, MAX_TOTP_ATTEMPTS, `${MAX_TOTP_ATTEMPTS} codes checked of 12`);
     t.equal(results.filter((r) => /Wrong one-time code/.test(r.page ?? '')).length, MAX_TOTP_ATTEMPTS - 1);
     t.equal(results.filter((r) => /name="password"/.test(r.page ?? '')).length, 12 - MAX_TOTP_ATTEMPTS + 1);
@@ -103,7 +97,7 @@ t.test('pending TOTP step', async (t) => {
     const cookie = [...browser.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     const res = await other.app.inject({
       method: 'POST', url: formOf(begun.page!).action, headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', 'accept-language': 'en' },
-      payload: new URLSearchParams({ code: codesNow(secret)[1] }).toString(),
+      payload: new URLSearchParams({ code: totpCodesNow(secret)[1] }).toString(),
     });
     t.equal(res.statusCode, 303, `the other instance accepts the code: ${res.body.slice(0, 300)}`);
     const done = await browser.follow(new URL(res.headers.location as string, idp.issuer).href, idp.issuer);
@@ -122,17 +116,17 @@ t.test('pending TOTP step', async (t) => {
     const begun = await beginSignIn(browser, idp.issuer, rps.b);
     t.match(begun.page, /name="code"/, 'step-up: the TOTP form');
     const interactionUrl = `${idp.issuer}/idp/interaction/${uidOf(begun.page!)}?lang=en`;
-    await post(browser, begun.page!, { code: wrongCode(secret, 40) });
-    await post(browser, begun.page!, { code: wrongCode(secret, 41) });
+    await browser.submit(begun.page!, idp.issuer, { code: wrongCode(secret, 40) });
+    await browser.submit(begun.page!, idp.issuer, { code: wrongCode(secret, 41) });
     const reloaded = await browser.follow(interactionUrl, idp.issuer);
     t.match(reloaded.page, /name="code"/, 'reloaded: still the TOTP form');
-    for (let i = 3; i <= MAX_TOTP_ATTEMPTS; i++) await post(browser, reloaded.page!, { code: wrongCode(secret, 40 + i) });
+    for (let i = 3; i <= MAX_TOTP_ATTEMPTS; i++) await browser.submit(reloaded.page!, idp.issuer, { code: wrongCode(secret, 40 + i) });
     t.same(wrongTotpRecords(user.id).map((r) => r.details?.attempt), [1, 2, 3, 4, 5], 'one count across the reload');
     const after = await browser.follow(interactionUrl, idp.issuer);
     t.match(after.page, /name="password"/, 'reloaded after the limit: the password form');
     t.notMatch(after.page, /name="code"/);
-    const again = await post(browser, after.page!, { login: 'zhou', password: PASSWORD });
-    const done = await post(browser, again.page!, { code: codesNow(secret)[1] });
+    const again = await browser.submit(after.page!, idp.issuer, { login: 'zhou', password: PASSWORD });
+    const done = await browser.submit(again.page!, idp.issuer, { code: totpCodesNow(secret)[1] });
     const claims = (await exchange(rps.b, begun, done.redirect)).claims()!;
     t.same(claims.amr, ['pwd', 'otp', 'mfa']);
   });

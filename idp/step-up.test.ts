@@ -7,8 +7,7 @@
  */
 import t, { type Test } from 'tap';
 import * as client from 'openid-client';
-import { totp } from './directory.ts';
-import { beginSignIn, Browser, formOf, startTestIdp, registerPasswordAndTotpApps } from './test-support.ts';
+import { beginSignIn, Browser, startTestIdp, registerPasswordAndTotpApps, totpCodesNow } from './test-support.ts';
 
 const PASSWORD = 'Sunny-Day-2024!';
 const MFA = 'urn:yinxin:loa:mfa';
@@ -23,11 +22,6 @@ t.test('TOTP step-up', async (t) => {
     if (!s.redirect) throw new Error(`no redirect: ${s.page?.slice(0, 400)}`);
     return client.authorizationCodeGrant(rp.config, new URL(s.redirect), { pkceCodeVerifier: s.verifier, expectedState: s.state });
   };
-  const codesNow = (secret: string) => {
-    const step = Math.floor(Date.now() / 30_000);
-    return [step - 1, step, step + 1].map((s) => totp(secret, s));
-  };
-  const postCode = (browser: Browser, page: string, code: string) => browser.follow(new URL(formOf(page).action, idp.issuer).href, idp.issuer, { form: { code } });
   const sessionsOf = async (userId: string) => (await idp.app.inject({ method: 'GET', url: `/api/v1/idp/users/${userId}/sessions`, headers: { authorization: `Bearer ${idp.adminToken}` } })).json().items;
 
   /** A user signed in to app A with a password only, then given a TOTP secret by the administrator. */
@@ -48,14 +42,14 @@ t.test('TOTP step-up', async (t) => {
     t.notMatch(begun.page, /name="password"/, 'no password asked again');
     t.match(begun.page, /requires a second factor/);
 
-    const valid = codesNow(secret!);
+    const valid = totpCodesNow(secret!);
     const wrong = ['000000', '111111', '222222'].find((c) => !valid.includes(c))!;
-    const refused = await postCode(browser, begun.page!, wrong);
+    const refused = await browser.submit(begun.page!, idp.issuer, { code: wrong });
     t.notOk(refused.redirect);
     t.match(refused.page, /role="alert"[^]*Wrong one-time code/);
     t.ok(idp.audit.list({ action: 'idp.login' }).some((r) => r.outcome === 'failure' && r.details?.reason === 'wrong-totp' && r.actor === `user:${user.id}`), 'wrong code audited');
 
-    const done = await postCode(browser, refused.page!, valid[1]);
+    const done = await browser.submit(refused.page!, idp.issuer, { code: valid[1] });
     t.ok(done.redirect?.startsWith(rps.b.redirect), `back to app B: ${done.redirect ?? done.page?.slice(0, 300)}`);
     const claims = (await exchange(rps.b, { ...begun, redirect: done.redirect })).claims()!;
     t.ok((claims.amr as string[]).includes('otp') && (claims.amr as string[]).includes('pwd'), `amr ${JSON.stringify(claims.amr)}`);
@@ -75,7 +69,7 @@ t.test('TOTP step-up', async (t) => {
     const begun = await beginSignIn(browser, idp.issuer, rps.a, undefined, { acr_values: MFA });
     t.match(begun.page, /name="code"/);
     t.notMatch(begun.page, /name="password"/);
-    const done = await postCode(browser, begun.page!, codesNow(secret!)[1]);
+    const done = await browser.submit(begun.page!, idp.issuer, { code: totpCodesNow(secret!)[1] });
     const claims = (await exchange(rps.a, { ...begun, redirect: done.redirect })).claims()!;
     t.equal(claims.acr, MFA);
     t.ok((claims.amr as string[]).includes('otp'));

@@ -22,6 +22,7 @@ import { SoftwareKeyStore } from '../hsm/software.ts';
 import type { KeyStore } from '../hsm/signer.ts';
 import { openLmdbStore } from '../store/lmdb.ts';
 import type { Store } from '../store/store.ts';
+import { totp } from './directory.ts';
 import { openIdentityProvider, type IdentityProvider, type IdentityProviderOptions } from './index.ts';
 import type { CertificateAuthorities } from './certificate-login.ts';
 
@@ -182,6 +183,11 @@ export class Browser {
     }
     throw new Error('too many redirects');
   }
+
+  /** Posts `form` to the first form of `page` (its action against `issuer`) and follows on, as follow() does. */
+  submit(page: string, issuer: string, form: Record<string, string>): ReturnType<Browser['follow']> {
+    return this.follow(new URL(formOf(page).action, issuer).href, issuer, { form });
+  }
 }
 
 /** The action and hidden inputs of the first (or the named) form of a page. */
@@ -228,7 +234,7 @@ export async function beginSignIn(browser: Browser, issuer: string, rp: { config
   });
   let stop = await browser.follow(url.href, issuer);
   if (credentials && stop.page && /name="password"/.test(stop.page)) {
-    stop = await browser.follow(new URL(formOf(stop.page).action, issuer).href, issuer, { form: credentials });
+    stop = await browser.submit(stop.page, issuer, credentials);
   }
   return { verifier, state, redirect: stop.redirect, page: stop.page };
 }
@@ -247,4 +253,10 @@ export async function registerPasswordAndTotpApps(idp: TestIdp): Promise<Record<
     rps[name] = { config: await oidc.discovery(new URL(idp.issuer), `app-${name}`, clientSecret, undefined, { [oidc.customFetch]: idp.fetch as unknown as oidc.CustomFetch }), redirect };
   }
   return rps;
+}
+
+/** The TOTP codes a server allowing one step of clock skew accepts now: previous, current ([1]) and next step. */
+export function totpCodesNow(secret: string): string[] {
+  const step = Math.floor(Date.now() / 30_000);
+  return [step - 1, step, step + 1].map((s) => totp(secret, s));
 }
