@@ -311,14 +311,14 @@ export class SealRegistry {
     return imageOfRecord(this.#mustGet(id));
   }
 
-  view(seal: SealRecord, cert?: CertificateRecord): SealView {
+  view(seal: Readonly<SealRecord>, cert?: Readonly<CertificateRecord>): SealView {
     const { imageJpeg, imagePng, ...rest } = seal;
     const c = cert ?? this.#certificateOf(seal);
     return { ...rest, state: this.#state(seal, c), hasImage: imageJpeg !== undefined || imagePng !== undefined, ...(c ? { notAfter: c.notAfter } : {}) };
   }
 
-  #certificateOf(seal: SealRecord): CertificateRecord | undefined {
-    return seal.certificateSerial ? this.#o.ca.get(seal.ca, seal.certificateSerial) : undefined;
+  #certificateOf(seal: Readonly<SealRecord>): Readonly<CertificateRecord> | undefined {
+    return seal.certificateSerial ? this.#o.ca.getShared(seal.ca, seal.certificateSerial) : undefined;
   }
 
   #state(seal: Readonly<SealRecord>, cert: Readonly<CertificateRecord> | undefined): SealState {
@@ -336,14 +336,12 @@ export class SealRegistry {
    * its lists, 'conflict' (details.state) for a seal that is not active.
    */
   async credential(id: string, user: SealUser): Promise<{ seal: Readonly<SealRecord>; credential: SealCredential }> {
-    // Shared objects (Table.getShared): read on every seal, decoded only when they changed.
-    const seal = typeof id === 'string' ? this.seals.getShared(id) : undefined;
-    if (!seal) throw new YinxinError('not-found', `no seal ${id}`, { id });
+    const seal = this.#mustGet(id);
     const allowed = (user.clientId !== undefined && seal.clients.includes(user.clientId))
       || (user.clientId === undefined && seal.users.includes(user.username))
       || user.roles.some((r) => seal.roles.includes(r));
     if (!allowed) throw new YinxinError('forbidden', `you may not use seal ${id}`, { seal: id });
-    const cert = seal.certificateSerial ? this.#o.ca.getShared(seal.ca, seal.certificateSerial) : undefined;
+    const cert = this.#certificateOf(seal);
     const state = this.#state(seal, cert);
     if (state !== 'active') throw new YinxinError('conflict', `seal ${id} is ${state}, not active`, { seal: id, state });
     const signer = await this.#signer(seal.keyLabel);
@@ -443,13 +441,14 @@ export class SealRegistry {
     });
   }
 
-  #mustGet(id: string): SealRecord {
-    const s = typeof id === 'string' ? this.seals.get(id) : undefined;
+  /** The stored seal, shared (Table.getShared: read on every seal, decoded only when it changed): not to be modified. */
+  #mustGet(id: string): Readonly<SealRecord> {
+    const s = typeof id === 'string' ? this.seals.getShared(id) : undefined;
     if (!s) throw new YinxinError('not-found', `no seal ${id}`, { id });
     return s;
   }
 
-  #issued(id: string): SealRecord {
+  #issued(id: string): Readonly<SealRecord> {
     const s = this.#mustGet(id);
     if (!s.certificateSerial) throw new YinxinError('conflict', `seal ${id} has not been approved`, { id });
     return s;
