@@ -4,23 +4,19 @@
  * login of the main thread's session covers every session of the process, PKCS#11 s6.7.1),
  * opens one session of its own, and signs batches synchronously: C_SignInit + C_Sign both run
  * here, which matters because C_SignInit of a token key costs SoftHSM as much as the signature.
+ * It is sent RSA signatures only, whose mechanisms hash in the token and whose output is the
+ * signature as it stands (ECDSA and Ed25519 sign on the main thread).
  */
-import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import pkcs11js from 'pkcs11js';
 import type { Mechanism } from 'pkcs11js';
-import { ecdsaRawToDer } from './algorithms.ts';
 
 export interface WorkerInit { modulePath: string; slot: Uint8Array }
 export interface SignJob {
   id: number;
   key: Uint8Array;
   mechanism: Mechanism;
-  /** Hash the data first (node:crypto) and sign the digest: CKM_ECDSA takes a digest. */
-  prehash: string | null;
   data: Uint8Array;
-  /** Convert PKCS#11's r || s to the DER ECDSA-Sig-Value here, off the main thread. */
-  ecdsa: boolean;
 }
 export type SignResult = { id: number; signature: Uint8Array } | { id: number; error: { message: string; code?: number } };
 
@@ -46,10 +42,9 @@ parentPort!.on('message', (batch: SignJob[] | 'close') => {
   const results: SignResult[] = [];
   for (const job of batch) {
     try {
-      const data = job.prehash ? createHash(job.prehash).update(job.data).digest() : Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
       lib.C_SignInit(session, job.mechanism, Buffer.from(job.key));
-      const raw = lib.C_Sign(session, data, out);
-      results.push({ id: job.id, signature: job.ecdsa ? ecdsaRawToDer(raw) : new Uint8Array(raw) });
+      const signature = lib.C_Sign(session, Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength), out);
+      results.push({ id: job.id, signature: new Uint8Array(signature) });
     } catch (e) {
       const code = e && typeof e === 'object' && 'code' in e && typeof e.code === 'number' ? e.code : undefined;
       results.push({ id: job.id, error: { message: e instanceof Error ? e.message.split('\n')[0] : String(e), code } });

@@ -174,7 +174,11 @@ function ulong(value: Buffer): number {
 interface SignMechanism {
   mechanism: Mechanism;
   prehash: string | null;
-  /** May be signed synchronously on the main thread (tens of microseconds). */
+  /**
+   * Signed on the main thread (tens of microseconds). The others (RSA) go to a signing thread,
+   * which signs `data` as it is and returns the token's output: so they have no prehash and no
+   * ecdsa conversion (hsm/pkcs11-worker.ts).
+   */
   light: boolean;
   ecdsa: boolean;
 }
@@ -327,7 +331,7 @@ class SignDispatcher {
       thread.inFlight.set(id, p);
       // Copies of exactly their own bytes: a Buffer from Node's pool is a view of an 8 KiB slab,
       // and structured cloning a view clones its whole ArrayBuffer.
-      return { id, key: new Uint8Array(p.key), mechanism: p.how.mechanism, prehash: p.how.prehash, data: new Uint8Array(p.data), ecdsa: p.how.ecdsa };
+      return { id, key: new Uint8Array(p.key), mechanism: p.how.mechanism, data: new Uint8Array(p.data) };
     });
     thread.worker.ref();
     thread.worker.postMessage(jobs);
