@@ -16,7 +16,8 @@
  *    main thread about what signing it does (waking a sleeping thread alone is ~15 us here), and
  *    the signatures made meanwhile on the other core were paid for with latency and CPU the
  *    commit thread wanted. Measured on a 2-core machine, ECDSA P-256 in SoftHSM2: POST /tsa in
- *    one process 105-123 us of CPU per token instead of 133-138 us (bench/tsa.ts, docs/tsa.md);
+ *    one process 105-136 us of CPU per token in three runs, against 133-138 us in one run before
+ *    (bench/tsa.ts, docs/tsa.md);
  *    the TSA core 18,349/s instead of 15,379/s and CAdES seals 8,518/s instead of 7,172/s with 64
  *    callers (bench/seal.ts).
  *    With nothing outstanding a light signature is made synchronously inside sign(): one caller
