@@ -15,7 +15,7 @@
  * It runs on the appliance's Node flags (appliance/bin/runtime.js: young generation and heap
  * growth), re-starting itself with them when started without.
  *
- *   node bench/seal.ts [seconds-per-row=3] [rows, e.g. cades1k,tsa]
+ *   node bench/seal.ts [seconds-per-row=3] [rows, e.g. cades1k,tsa]   (SEAL_BENCH_CALLERS=64 for the saturated rows)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writevSync } from 'node:fs';
@@ -45,7 +45,8 @@ if (!NODE_ARGS.every((a) => process.execArgv.includes(a))) {
 const seconds = Number(process.argv[2] ?? 3);
 /** Only these rows (to profile one with --cpu-prof): pades, padeslt, loadsave, qpdf, cades1k, tsa, cades10m. */
 const only = process.argv[3]?.split(',');
-const CALLERS = 16;
+/** Concurrent callers of the many-caller rows (SEAL_BENCH_CALLERS, default 16; 64 saturates the main thread). */
+const CALLERS = Number(process.env.SEAL_BENCH_CALLERS ?? 16);
 const dir = mkdtempSync(join(tmpdir(), 'yinxin-seal-bench-'));
 const store = openLmdbStore(join(dir, 'store'));
 const audit = createAuditLog({ store, clock: systemClock });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import t from 'tap';
+import type { YinxinError } from '../common/errors.ts';
 import { toPem } from '../common/pem.ts';
 import { hashOfScheme } from './algorithms.ts';
 import { openPkcs11KeyStore, prepareSoftHsmToken, type KeySpec, type SignatureScheme, type Signer } from './index.ts';
@@ -198,19 +199,34 @@ t.test('200 concurrent signatures all verify (session pool correctness)', async 
   t.equal(stats.signErrors, 0);
 });
 
-t.test('ECDSA and Ed25519 sign on the main thread however many callers; RSA starts the signing threads', async (t) => {
+t.test('concurrent ECDSA and Ed25519 signatures are shared with one helper thread; RSA starts the signing threads', async (t) => {
   const fresh = await open({ sessionPool: 2 });
   t.teardown(() => fresh.close());
   const ec = await fresh.getSigner('ec-p256');
   const ed = fresh.supportsEd25519 ? await fresh.getSigner('ed25519') : undefined;
   const messages = Array.from({ length: 64 }, (_, i) => Buffer.from(`light ${i}`));
-  const ecSigs = await Promise.all(messages.map((m) => ec.sign(m)));
-  t.equal(ecSigs.filter((s, i) => !nodeVerifies(ec, 'ecdsa-sha256', messages[i], s)).length, 0, '64 concurrent ECDSA signatures verify');
-  if (ed) {
-    const edSigs = await Promise.all(messages.map((m) => ed.sign(m)));
-    t.equal(edSigs.filter((s, i) => !nodeVerifies(ed, 'ed25519', messages[i], s)).length, 0, '64 concurrent Ed25519 signatures verify');
+  const one = await ec.sign(messages[0]);
+  t.ok(nodeVerifies(ec, 'ecdsa-sha256', messages[0], one), 'a lone signature verifies');
+  t.same([fresh.stats().signHelper, fresh.stats().helperSigns], [false, 0], 'and starts no helper');
+  // The first burst starts the helper; it takes requests once its session is open.
+  let bursts = 0;
+  for (; bursts < 100 && fresh.stats().helperSigns === 0; bursts++) {
+    const ecSigs = await Promise.all(messages.map((m) => ec.sign(m)));
+    t.equal(ecSigs.filter((s, i) => !nodeVerifies(ec, 'ecdsa-sha256', messages[i], s)).length, 0, `burst ${bursts + 1}: 64 concurrent ECDSA signatures verify`);
+    if (ed) {
+      const edSigs = await Promise.all(messages.map((m) => ed.sign(m)));
+      t.equal(edSigs.filter((s, i) => !nodeVerifies(ed, 'ed25519', messages[i], s)).length, 0, `burst ${bursts + 1}: 64 concurrent Ed25519 signatures verify`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  t.equal(fresh.stats().signingThreads, 0, 'and no signing thread was started for them');
+  const stats = fresh.stats();
+  t.ok(stats.signHelper && stats.helperSigns > 0, `the helper signed ${stats.helperSigns} of ${stats.signs}`);
+  t.ok(stats.helperSigns < stats.signs, 'and the main thread signed the rest');
+  t.equal(stats.signingThreads, 0, 'no RSA signing thread was started for them');
+  // Every scheme and curve through the helper: P-384 with its own digest, SHA-512 over P-256.
+  const p384 = await fresh.getSigner('ec-p384');
+  const mixedLight = await Promise.all(messages.map((m, i) => (i % 3 === 0 ? p384.sign(m) : i % 3 === 1 ? ec.sign(m, 'ecdsa-sha512') : ec.sign(m, 'ecdsa-sha384'))));
+  t.equal(mixedLight.filter((s, i) => !nodeVerifies(i % 3 === 0 ? p384 : ec, i % 3 === 0 ? 'ecdsa-sha384' : i % 3 === 1 ? 'ecdsa-sha512' : 'ecdsa-sha384', messages[i], s)).length, 0, 'P-384 and other digests verify');
   const rsa = await fresh.getSigner('rsa-2048');
   const rsaSigs = await Promise.all(messages.slice(0, 8).map((m) => rsa.sign(m, 'rsa-pss-sha256')));
   t.equal(rsaSigs.filter((s, i) => !nodeVerifies(rsa, 'rsa-pss-sha256', messages[i], s)).length, 0, '8 concurrent RSA signatures verify');
@@ -218,6 +234,32 @@ t.test('ECDSA and Ed25519 sign on the main thread however many callers; RSA star
   const mixed = await Promise.all(messages.slice(0, 16).map((m, i) => (i % 2 ? rsa.sign(m, 'rsa-pkcs1-sha256') : ec.sign(m))));
   t.equal(mixed.filter((s, i) => !nodeVerifies(i % 2 ? rsa : ec, i % 2 ? 'rsa-pkcs1-sha256' : 'ecdsa-sha256', messages[i], s)).length, 0, 'mixed RSA and ECDSA verify');
   t.equal(fresh.stats().signErrors, 0);
+});
+
+t.test('the helper reports a key destroyed under it as the main thread does, and a store without threads has no helper', async (t) => {
+  const fresh = await open({ sessionPool: 1 });
+  t.teardown(() => fresh.close());
+  const doomed = await fresh.generateKeyPair('helper-doomed', { type: 'ec', curve: 'P-256' });
+  const messages = Array.from({ length: 32 }, (_, i) => Buffer.from(`doomed ${i}`));
+  for (let i = 0; i < 100 && fresh.stats().helperSigns === 0; i++) {
+    await Promise.all(messages.map((m) => doomed.sign(m)));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  t.ok(fresh.stats().helperSigns > 0, 'the helper is signing with the key');
+  await fresh.deleteKey('helper-doomed');
+  const outcomes = await Promise.allSettled(messages.map((m) => doomed.sign(m)));
+  t.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 0, 'no signature is made with a destroyed key');
+  const codes = new Set(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as YinxinError).code : 'signed')));
+  t.same([...codes], ['key-not-found'], 'every request fails as key-not-found, whichever thread had it');
+  const ec = await fresh.getSigner('ec-p256');
+  const after = await Promise.all(messages.map((m) => ec.sign(m)));
+  t.equal(after.filter((s, i) => !nodeVerifies(ec, 'ecdsa-sha256', messages[i], s)).length, 0, 'other keys still sign');
+
+  const single = await open({ sessionPool: 0 });
+  t.teardown(() => single.close());
+  const ecSingle = await single.getSigner('ec-p256');
+  for (let i = 0; i < 5; i++) await Promise.all(messages.map((m) => ecSingle.sign(m)));
+  t.same([single.stats().signHelper, single.stats().helperSigns], [false, 0], 'sessionPool 0: no helper');
 });
 
 t.test('errors are YinxinErrors naming what to fix', async (t) => {

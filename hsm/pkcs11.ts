@@ -11,21 +11,28 @@
  *    main thread, and for a token key it costs SoftHSM ~27 us of the ~48 us a signature takes,
  *    so the main thread remained the bottleneck (about 1.1x with 4 sessions). A worker thread
  *    does C_SignInit + C_Sign, and SoftHSM scales across threads of one process (1.75x on 2).
- *  - Policy: ECDSA and Ed25519 (tens of microseconds) are signed on the main thread, never
- *    shipped to a worker: handing a signature to a thread and taking its answer back cost the
- *    main thread about what signing it does (waking a sleeping thread alone is ~15 us here), and
- *    the signatures made meanwhile on the other core were paid for with latency and CPU the
- *    commit thread wanted. Measured on a 2-core machine, ECDSA P-256 in SoftHSM2: POST /tsa in
- *    one process 105-136 us of CPU per token in three runs, against 133-138 us in one run before
- *    (bench/tsa.ts, docs/tsa.md);
- *    the TSA core 18,349/s instead of 15,379/s and CAdES seals 8,518/s instead of 7,172/s with 64
- *    callers (bench/seal.ts).
- *    With nothing outstanding a light signature is made synchronously inside sign(): one caller
- *    gets the raw rate. Concurrent requests queue instead (a request arriving before the
- *    microtask queue has drained since the last synchronous signature counts as concurrent) and
- *    are signed by a drain on the next turn (setImmediate), after the work already queued for
- *    it: a TSA's ledger commit is handed to its thread before the main thread spends its time
- *    signing, so the fsync and the signatures overlap.
+ *  - Policy for ECDSA and Ed25519 (tens of microseconds): the main thread signs them, helped
+ *    by one helper thread through shared memory (hsm/sign-ring.ts). With nothing outstanding a
+ *    light signature is made synchronously inside sign(): one caller gets the raw rate.
+ *    Concurrent requests queue instead (a request arriving before the microtask queue has
+ *    drained since the last synchronous signature counts as concurrent) and are settled by a
+ *    drain on the next turn (setImmediate), after the work already queued for it: a TSA's ledger
+ *    commit is handed to its thread before the main thread spends its time signing, so the fsync
+ *    and the signatures overlap. From the second queued request on, each is also published to
+ *    the helper as it is asked for, so the helper signs while the main thread goes on preparing
+ *    the next requests; the drain signs here what the helper has not taken. All of a turn's
+ *    requests are settled in its drain (one the helper is still signing after a brief wait, when
+ *    it answers), so the commit they lead to is not split.
+ *    Why this shape: handing each signature to a thread by postMessage and taking its answer
+ *    back cost the main thread about what signing it does (~14 us a message here), so light
+ *    signatures used to be signed on the main thread alone. A shared slot costs a digest copy
+ *    and a few atomic operations. The helper runs at the lowest priority (nice 19): at the
+ *    process's priority it took the other core from the commit thread, whose fsync'd commits then
+ *    started later (TSA core at 16 callers 9.5k/s instead of 10.9k/s). Measured on 2 cores,
+ *    ECDSA P-256 in SoftHSM2 (bench/seal.ts, bench/tsa.ts; docs/seal.md, docs/tsa.md): CAdES
+ *    seals and TSA tokens +15-20% with 64 callers; POST /tsa in one process 12.1k/s instead of
+ *    9.9k/s with 64 connections. A process started with no signing threads (sessionPool 0, as
+ *    each of N public processes on N cores is) has no helper either.
  *  - RSA (milliseconds: RSA-4096 would block the event loop for ~10 ms) never signs on the main
  *    thread while it has signing threads: the first RSA signature starts them, each idle one
  *    takes an equal part of the queued RSA requests, and the rest wait for one to finish.
@@ -43,6 +50,7 @@ import {
   type LoadedModule,
 } from './pkcs11-module.ts';
 import type { SignJob, SignResult, WorkerInit } from './pkcs11-worker.ts';
+import { CONTROL, createRingBuffers, SignRing, SLOT } from './sign-ring.ts';
 import type { KeyInfo, KeySpec, KeyStore, SignatureScheme, Signer } from './signer.ts';
 
 export interface Pkcs11Options {
@@ -56,8 +64,8 @@ export interface Pkcs11Options {
   pin: string;
   /**
    * Signing threads for RSA, each with its own session, started by the first RSA signature;
-   * default the number of CPUs. 0 signs RSA on the main thread too. ECDSA and Ed25519 always
-   * sign on the main thread (see the policy above).
+   * default the number of CPUs. 0 signs RSA on the main thread too, and starts no helper for
+   * ECDSA and Ed25519 either (see the policy above).
    */
   sessionPool?: number;
   /**
@@ -69,14 +77,25 @@ export interface Pkcs11Options {
   workingCopyCheckMs?: number;
 }
 
+export interface Pkcs11Stats {
+  signs: number;
+  signErrors: number;
+  signingThreads: number;
+  signHelper: boolean;
+  helperSigns: number;
+}
+
 export interface Pkcs11KeyStore extends KeyStore {
   /** The slot ID in use and the token's label. */
   readonly slotId: number;
   readonly tokenLabel: string;
   /** Whether the module can generate Ed25519 keys (CKM_EC_EDWARDS_KEY_PAIR_GEN). */
   readonly supportsEd25519: boolean;
-  /** Also: the signing threads running (RSA's; none until the first RSA signature). */
-  stats(): { signs: number; signErrors: number; signingThreads: number };
+  /**
+   * Also: the signing threads running (RSA's; none until the first RSA signature), whether the
+   * helper that shares light signatures runs, and how many of `signs` it made.
+   */
+  stats(): Pkcs11Stats;
 }
 
 const CKS_RO_USER_FUNCTIONS = 1;
@@ -176,9 +195,10 @@ interface SignMechanism {
   mechanism: Mechanism;
   prehash: string | null;
   /**
-   * Signed on the main thread (tens of microseconds). The others (RSA) go to a signing thread,
-   * which signs `data` as it is and returns the token's output: so they have no prehash and no
-   * ecdsa conversion (hsm/pkcs11-worker.ts).
+   * Signed on the main thread with the helper (tens of microseconds), which is given the input
+   * the main thread prepared (signInput) and a mechanism without parameters. The others (RSA) go
+   * to a signing thread, which signs `data` as it is and returns the token's output: so they have
+   * no prehash and no ecdsa conversion (hsm/pkcs11-worker.ts).
    */
   light: boolean;
   ecdsa: boolean;
@@ -214,7 +234,23 @@ interface PendingSign {
   label: string;
   resolve: (signature: Uint8Array) => void;
   reject: (error: unknown) => void;
+  /** A light request published to the helper's ring: its slot and the input as published (hsm/sign-ring.ts). */
+  slot?: number;
+  input?: Uint8Array;
 }
+
+/** The thread that shares the light signatures (hsm/sign-ring.ts). */
+interface SignHelper {
+  worker: Worker;
+  ring: SignRing;
+  /** False once it failed, was closed or did not answer in time: nothing more is published to it. */
+  usable: boolean;
+}
+
+/** How long a drain waits for the helper to finish a signature it started before it leaves the request to be settled later. */
+const HELPER_BRIEF_WAIT_MS = 0.1;
+/** How long a request the helper started may take before it is signed here instead and the helper retired. */
+const HELPER_TIMEOUT_MS = 2000;
 
 interface SigningThread {
   worker: Worker;
@@ -228,6 +264,9 @@ class SignDispatcher {
   readonly #workerInit: WorkerInit;
   readonly #threads: SigningThread[] = [];
   readonly #maxThreads: number;
+  #helper: SignHelper | undefined;
+  /** Requests the helper is still signing after their drain. */
+  #awaitingHelper = 0;
   readonly #out = Buffer.alloc(1024);
   #queue: PendingSign[] = [];
   #scheduled = false;
@@ -239,6 +278,13 @@ class SignDispatcher {
   readonly #clearJustSigned = () => { this.#justSigned = false; };
   signs = 0;
   signErrors = 0;
+  /** Of `signs`, those the helper made. */
+  helperSigns = 0;
+
+  /** Whether the helper thread is running (started by the first concurrent light requests). */
+  get helperRunning(): boolean {
+    return this.#helper?.usable === true;
+  }
 
   get threads(): number {
     return this.#threads.length;
@@ -257,15 +303,33 @@ class SignDispatcher {
       this.#justSigned = true;
       queueMicrotask(this.#clearJustSigned);
       try {
-        return Promise.resolve(this.#signHere(key, how, data, label));
+        return Promise.resolve(this.#signHere(key, how, signInput(how, data), label));
       } catch (e) {
         return Promise.reject(e);
       }
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ key, how, data, label, resolve, reject });
+      const pending: PendingSign = { key, how, data, label, resolve, reject };
+      if (how.light) this.#share(pending);
+      this.#queue.push(pending);
       this.#schedule();
     });
+  }
+
+  /**
+   * Publishes a queued light request to the helper, which may sign it before the drain does: from
+   * the second request waiting on, since waking the helper for one alone costs this thread more
+   * than it saves.
+   */
+  #share(pending: PendingSign): void {
+    if (this.#maxThreads === 0 || this.#closed || this.#queue.length === 0) return;
+    const helper = this.#helper ??= this.#startHelper();
+    if (!helper.usable || Atomics.load(helper.ring.control, CONTROL.ready) !== 1) return;
+    const input = signInput(pending.how, pending.data);
+    const slot = helper.ring.publish(pending.key, pending.how.mechanism.mechanism, input);
+    if (slot < 0) return;
+    pending.slot = slot;
+    pending.input = input;
   }
 
   #schedule(): void {
@@ -301,23 +365,65 @@ class SignDispatcher {
       if (noWorkers) this.#settleHere(pending);
       else this.#queue.push(pending);
     }
-    for (const pending of queue) if (pending.how.light) this.#settleHere(pending);
+    const light = queue.filter((p) => p.how.light);
+    // What the helper has not started on is taken back and signed here, from the end of the queue
+    // (the helper works from its start); then the helper's answers are read, waiting for the ones it
+    // is signing. All of this turn's requests are settled in this drain.
+    for (let i = light.length - 1; i >= 0; i--) {
+      const p = light[i];
+      if (p.slot === undefined || this.#helper!.ring.steal(p.slot)) {
+        this.#settleHere(p);
+        light[i] = undefined!;
+      }
+    }
+    for (const p of light) if (p) this.#settleFromHelper(p);
+  }
+
+  #settleFromHelper(p: PendingSign): void {
+    const helper = this.#helper!;
+    const slot = p.slot!;
+    // Usually the helper is in the middle of a signature: wait for it here, briefly. If it has not
+    // answered by then it was most likely preempted (it runs at the lowest priority), and this
+    // thread goes on with its own work and settles the request when the answer comes.
+    Atomics.wait(helper.ring.state, slot, SLOT.taken, HELPER_BRIEF_WAIT_MS);
+    const answer = helper.ring.answerOf(slot);
+    if (answer !== undefined) return this.#settleAnswer(p, answer);
+    if (this.#awaitingHelper++ === 0) helper.worker.ref();
+    void helper.ring.answered(slot, HELPER_TIMEOUT_MS).then(() => {
+      if (--this.#awaitingHelper === 0) helper.worker.unref();
+      const late = helper.ring.answerOf(slot);
+      if (late !== undefined) return this.#settleAnswer(p, late);
+      // No answer in all that time: the slot stays the helper's, the ring is given up, and the request is signed here.
+      helper.usable = false;
+      void helper.worker.terminate();
+      this.#settleHere(p);
+    });
+  }
+
+  #settleAnswer(p: PendingSign, answer: Buffer | number): void {
+    if (typeof answer === 'number') {
+      this.signErrors++;
+      p.reject(toYinxinError({ code: answer }, 'C_Sign', p.label));
+    } else {
+      this.signs++;
+      this.helperSigns++;
+      p.resolve(p.how.ecdsa ? ecdsaRawToDer(answer) : new Uint8Array(answer));
+    }
   }
 
   #settleHere(p: PendingSign): void {
     try {
-      p.resolve(this.#signHere(p.key, p.how, p.data, p.label));
+      p.resolve(this.#signHere(p.key, p.how, p.input ?? signInput(p.how, p.data), p.label));
     } catch (e) {
       p.reject(e);
     }
   }
 
-  #signHere(key: Buffer, how: SignMechanism, data: Uint8Array, label: string): Uint8Array {
-    const input = how.prehash ? createHash(how.prehash).update(data).digest() : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  #signHere(key: Buffer, how: SignMechanism, input: Uint8Array, label: string): Uint8Array {
     let raw: Buffer;
     try {
       this.#lib.C_SignInit(this.#session, how.mechanism, key);
-      raw = this.#lib.C_Sign(this.#session, input, this.#out);
+      raw = this.#lib.C_Sign(this.#session, Buffer.from(input.buffer, input.byteOffset, input.byteLength), this.#out);
     } catch (e) {
       this.signErrors++;
       throw toYinxinError(e, 'C_Sign', label);
@@ -336,6 +442,21 @@ class SignDispatcher {
     });
     thread.worker.ref();
     thread.worker.postMessage(jobs);
+  }
+
+  #startHelper(): SignHelper {
+    const buffers = createRingBuffers();
+    const worker = new Worker(new URL('./pkcs11-worker.ts', import.meta.url), {
+      workerData: { ...this.#workerInit, ring: buffers } satisfies WorkerInit,
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+    });
+    const helper: SignHelper = { worker, ring: new SignRing(buffers), usable: true };
+    // It keeps the process alive only while it owes an answer (#settleFromHelper).
+    worker.unref();
+    const retire = () => { helper.usable = false; };
+    worker.on('error', retire);
+    worker.on('exit', retire);
+    return helper;
   }
 
   #startThread(): void {
@@ -390,6 +511,16 @@ class SignDispatcher {
 
   async close(): Promise<void> {
     this.#closed = true;
+    const helper = this.#helper;
+    if (helper?.usable) {
+      helper.usable = false;
+      Atomics.store(helper.ring.control, CONTROL.closing, 1);
+      Atomics.notify(helper.ring.control, CONTROL.published);
+      const exited = new Promise<void>((resolve) => helper.worker.once('exit', () => resolve()));
+      const timer = setTimeout(() => void helper.worker.terminate(), 1000);
+      await exited;
+      clearTimeout(timer);
+    }
     for (const pending of this.#queue) pending.reject(closedError());
     this.#queue = [];
     const threads = this.#threads.splice(0);
@@ -407,6 +538,11 @@ class SignDispatcher {
       await t.worker.terminate();
     }));
   }
+}
+
+/** What the token is given to sign: the digest for the ECDSA mechanisms, which do not hash; the data itself otherwise. */
+function signInput(how: SignMechanism, data: Uint8Array): Uint8Array {
+  return how.prehash ? createHash(how.prehash).update(data).digest() : data;
 }
 
 function closedError(): YinxinError {
@@ -860,8 +996,9 @@ class Pkcs11Store implements Pkcs11KeyStore {
     }
   }
 
-  stats(): { signs: number; signErrors: number; signingThreads: number } {
-    return { signs: this.#dispatcher.signs, signErrors: this.#dispatcher.signErrors, signingThreads: this.#dispatcher.threads };
+  stats(): Pkcs11Stats {
+    const d = this.#dispatcher;
+    return { signs: d.signs, signErrors: d.signErrors, signingThreads: d.threads, signHelper: d.helperRunning, helperSigns: d.helperSigns };
   }
 
   async close(): Promise<void> {
