@@ -15,7 +15,8 @@
  * It runs on the appliance's Node flags (appliance/bin/runtime.js: young generation and heap
  * growth), re-starting itself with them when started without.
  *
- *   node bench/seal.ts [seconds-per-row=3] [rows, e.g. cades1k,tsa]   (SEAL_BENCH_CALLERS=64 for the saturated rows)
+ *   node bench/seal.ts [seconds-per-row=3] [rows, e.g. cades1k,tsa]   (SEAL_BENCH_CALLERS=64 for the saturated rows;
+ *   SEAL_BENCH_SESSION_POOL=0 to compare without the signing helper)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writevSync } from 'node:fs';
@@ -53,7 +54,9 @@ const audit = createAuditLog({ store, clock: systemClock });
 const pki = await makeSealPkiOn(store, audit);
 const pin = '8642-bench';
 const token = await prepareSoftHsmToken({ dir: join(dir, 'hsm'), pin, label: 'seal-bench' });
-const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: 'seal-bench', pin });
+// SEAL_BENCH_SESSION_POOL=0: no signing threads, so no helper for the light signatures either (hsm/pkcs11.ts).
+const sessionPool = process.env.SEAL_BENCH_SESSION_POOL ? Number(process.env.SEAL_BENCH_SESSION_POOL) : undefined;
+const keys = await openPkcs11KeyStore({ module: token.module, tokenLabel: 'seal-bench', pin, sessionPool });
 const tsaSigner = await keys.generateKeyPair('tsa/signing', { type: 'ec', curve: 'P-256' });
 const tsaCert = await pki.ca.issueServiceCertificate('issuing', 'tsa', tsaSigner, [{ type: 'C', value: 'CN' }, { type: 'O', value: 'yinxin' }, { type: 'CN', value: 'yinxin TSA' }]);
 // One commit thread for the TSA's token records and the seals' usage records, as the appliance (appliance/services.ts).
@@ -195,6 +198,8 @@ console.log(`PAdES time / load+save time: ${(pdfRates.loadsave / pdfRates.pades)
 console.log(`CAdES 1 KB / TSA tokens: ${((100 * one.cades1k) / one.tsa).toFixed(0)}% with 1 caller, ${((100 * many.cades1k) / many.tsa).toFixed(0)}% with ${CALLERS} (target >= 50%)`);
 const stats = tsa.stats();
 console.log(`TSA: ${stats.issued} tokens issued, ${stats.ledger.commits} ledger commits, rejected ${JSON.stringify(stats.rejected)}; seal uses recorded: ${registry.usageOf(seal.id, 1).stats.uses}`);
+const hsm = keys.stats();
+console.log(`HSM: ${hsm.signs} signatures, ${hsm.helperSigns} of them by the signing helper${hsm.signHelper ? '' : ' (not running)'}`);
 await tsa.close();
 await committer.close();
 await audit.close();
