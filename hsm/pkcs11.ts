@@ -29,10 +29,11 @@
  *    and a few atomic operations. The helper runs at the lowest priority (nice 19): at the
  *    process's priority it took the other core from the commit thread, whose fsync'd commits then
  *    started later (TSA core at 16 callers 9.5k/s instead of 10.9k/s). Measured on 2 cores,
- *    ECDSA P-256 in SoftHSM2 (bench/seal.ts, bench/tsa.ts; docs/seal.md, docs/tsa.md): CAdES
- *    seals and TSA tokens +15-20% with 64 callers; POST /tsa in one process 12.1k/s instead of
- *    9.9k/s with 64 connections. A process started with no signing threads (sessionPool 0, as
- *    each of N public processes on N cores is) has no helper either.
+ *    ECDSA P-256 in SoftHSM2 (bench/seal.ts, bench/tsa.ts; docs/seal.md, docs/tsa.md): with 16
+ *    callers CAdES seals +9% and the TSA core +3% (means of five alternating runs), with 64
+ *    callers both within run-to-run noise; POST /tsa in one process 12.1k/s instead of 9.9k/s
+ *    with 64 connections. A process started with no signing threads (sessionPool 0, as each of
+ *    N public processes on N cores is) has no helper either.
  *  - RSA (milliseconds: RSA-4096 would block the event loop for ~10 ms) never signs on the main
  *    thread while it has signing threads: the first RSA signature starts them, each idle one
  *    takes an equal part of the queued RSA requests, and the rest wait for one to finish.
