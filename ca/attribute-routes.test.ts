@@ -64,6 +64,12 @@ t.test('request by one officer, approval by another, download, revocation', asyn
   const parsed = execFileSync('openssl', ['asn1parse', '-inform', 'DER', '-in', file], { encoding: 'utf8' });
   t.match(parsed, /2\.5\.4\.72|role/, 'openssl parses the AC and finds the role attribute');
 
+  for (const reason of [true, { code: 9 }, 9.5, null]) {
+    const bad = await https.inject({ method: 'POST', url: `/api/v1/attribute-certificates/${ac.aa}/${ac.serial}/revoke`, headers: as(bob), payload: { reason } });
+    // The schema coerces scalars to the reason's name (then not a known one: 422); anything else is 400.
+    t.ok([400, 422].includes(bad.statusCode), `a reason of ${JSON.stringify(reason)} is refused (${bad.statusCode}): ${bad.json().detail}`);
+  }
+  t.equal((await https.inject({ method: 'GET', url: `/api/v1/attribute-certificates/${ac.aa}/${ac.serial}`, headers: as(bob) })).json().status, 'good', 'and the AC is still good');
   const revoked = await https.inject({ method: 'POST', url: `/api/v1/attribute-certificates/${ac.aa}/${ac.serial}/revoke`, headers: as(bob), payload: { reason: 'privilegeWithdrawn' } });
   t.equal(revoked.statusCode, 200, revoked.body);
   t.equal(revoked.json().status, 'revoked');

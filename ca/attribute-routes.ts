@@ -89,6 +89,6 @@ export async function attributeCertificateRoutes(app: FastifyInstance, o: { attr
 
   app.post<{ Params: { aa: string; serial: string }; Body: { reason: string | number } }>(`${P}/:aa/:serial/revoke`, {
     config: { permission: 'certificates:revoke' },
-    schema: { tags: ['attribute certificates'], params: acParams, body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: ['string', 'integer'] } } } },
+    schema: { tags: ['attribute certificates'], params: acParams, body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { anyOf: [{ type: 'string' }, { type: 'integer' }] } } } },
   }, async (req) => view(await aa.revoke({ aa: req.params.aa, serial: normalizeSerial(req.params.serial), reason: revocationReason(req.body.reason) }, actorOf(req))));
 }
