@@ -366,18 +366,17 @@ class SignDispatcher {
       if (noWorkers) this.#settleHere(pending);
       else this.#queue.push(pending);
     }
-    const light = queue.filter((p) => p.how.light);
     // What the helper has not started on is taken back and signed here, from the end of the queue
-    // (the helper works from its start); then the helper's answers are read, waiting for the ones it
-    // is signing. All of this turn's requests are settled in this drain.
-    for (let i = light.length - 1; i >= 0; i--) {
-      const p = light[i];
-      if (p.slot === undefined || this.#helper!.ring.steal(p.slot)) {
-        this.#settleHere(p);
-        light[i] = undefined!;
-      }
+    // (the helper works from its start); then the helper's answers are read, in queue order,
+    // waiting for the ones it is signing. All of this turn's requests are settled in this drain.
+    const helperTook: PendingSign[] = [];
+    for (let i = queue.length - 1; i >= 0; i--) {
+      const p = queue[i];
+      if (!p.how.light) continue;
+      if (p.slot === undefined || this.#helper!.ring.steal(p.slot)) this.#settleHere(p);
+      else helperTook.push(p);
     }
-    for (const p of light) if (p) this.#settleFromHelper(p);
+    for (let i = helperTook.length - 1; i >= 0; i--) this.#settleFromHelper(helperTook[i]);
   }
 
   #settleFromHelper(p: PendingSign): void {
@@ -447,10 +446,7 @@ class SignDispatcher {
 
   #startHelper(): SignHelper {
     const buffers = createRingBuffers();
-    const worker = new Worker(new URL('./pkcs11-worker.ts', import.meta.url), {
-      workerData: { ...this.#workerInit, ring: buffers } satisfies WorkerInit,
-      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
-    });
+    const worker = startSigningWorker({ ...this.#workerInit, ring: buffers });
     const helper: SignHelper = { worker, ring: new SignRing(buffers), usable: true };
     // It keeps the process alive only while it owes an answer (#settleFromHelper).
     worker.unref();
@@ -461,13 +457,7 @@ class SignDispatcher {
   }
 
   #startThread(): void {
-    // A signing thread keeps almost nothing alive (its modules, one batch at a time), but V8 sizes
-    // every isolate's heap for a whole application and lets garbage pile up to that size before
-    // collecting it: about 25 MiB of RSS per thread under load, without these limits.
-    const worker = new Worker(new URL('./pkcs11-worker.ts', import.meta.url), {
-      workerData: this.#workerInit,
-      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
-    });
+    const worker = startSigningWorker(this.#workerInit);
     const thread: SigningThread = { worker, ready: false, inFlight: new Map() };
     worker.unref();
     worker.on('message', (message: 'ready' | 'closed' | SignResult[]) => {
@@ -539,6 +529,17 @@ class SignDispatcher {
       await t.worker.terminate();
     }));
   }
+}
+
+/** hsm/pkcs11-worker.ts on a thread: an RSA signing thread, or with `init.ring` the helper. */
+function startSigningWorker(init: WorkerInit): Worker {
+  // A signing thread keeps almost nothing alive (its modules, one batch at a time), but V8 sizes
+  // every isolate's heap for a whole application and lets garbage pile up to that size before
+  // collecting it: about 25 MiB of RSS per thread under load, without these limits.
+  return new Worker(new URL('./pkcs11-worker.ts', import.meta.url), {
+    workerData: init,
+    resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+  });
 }
 
 /** What the token is given to sign: the digest for the ECDSA mechanisms, which do not hash; the data itself otherwise. */
