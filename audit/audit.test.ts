@@ -66,6 +66,28 @@ t.test('the canonical form is sorted, compact JSON; the hash is its SHA-256 as s
   t.notOk('skipped' in record.details!, 'undefined members are left out, as the hash leaves them out');
 });
 
+t.test('details JSON would change are stored as JSON writes them, plain ones as they are; both hash what is stored', async (t) => {
+  const store = openTemp(t);
+  const audit = createAuditLog({ store, clock: new FixedClock('2025-01-02T03:04:05.678Z') });
+  class Serial { toJSON() { return '0a'; } }
+  const changed = {
+    at: new Date('2025-01-02T00:00:00Z'), serial: new Serial(), list: [1, undefined, 'x'], nested: { skipped: undefined, kept: -0 }, bytes: new Uint8Array([7]),
+  };
+  const plain = { count: 2, uses: [{ kind: 'file', documentDigest: 'ab'.repeat(32), hash: 'SHA-256', time: '2025-01-02T03:04:05.678Z' }], note: '印信 "quoted"\n\u0000' };
+  const [a, b] = await store.transaction((tx) => [
+    audit.append(tx, { ...input(1), details: changed }),
+    audit.append(tx, { ...input(2), details: plain }),
+  ]);
+  const stored = [...store.table<AuditRecord>(AUDIT_TABLES.records).range()].map((e) => e.value);
+  t.same(stored[0].details, { at: '2025-01-02T00:00:00.000Z', serial: '0a', list: [1, null, 'x'], nested: { kept: 0 }, bytes: { 0: 7 } });
+  t.same(stored[0].details, a.details);
+  t.same(stored[1].details, plain);
+  t.equal(stored[0].hash, recordHash(stored[0]));
+  t.equal(stored[1].hash, recordHash(stored[1]));
+  t.equal(b.hash, recordHash({ ...b, details: JSON.parse(JSON.stringify(plain)) }), 'the same hash as after a JSON round trip');
+  t.same((await verifyAuditTrail(store)).problems, []);
+});
+
 t.test('records chain: seq 1, 2, 3 without gaps, each prev the hash before; the head follows', async (t) => {
   const { audit, records } = await filledTrail(t, 5);
   const all = [...records.range()].map((e) => e.value);
@@ -122,6 +144,10 @@ t.test('bad input is refused and nothing is written', async (t) => {
     ['NaN in details', { ...input(1), details: { x: NaN } }],
     ['bigint in details', { ...input(1), details: { x: 1n } }],
     ['cyclic details', { ...input(1), details: (() => { const o: Record<string, unknown> = {}; o.self = o; return o; })() }],
+    ['details an array', { ...input(1), details: [1, 2] }],
+    ['details null', { ...input(1), details: null }],
+    ['details a Date', { ...input(1), details: new Date(0) }],
+    ['Infinity deep in details', { ...input(1), details: { a: [{ b: Infinity }] } }],
   ];
   for (const [name, value] of bad) {
     await t.rejects(store.transaction((tx) => audit.append(tx, value as AuditInput)), { code: 'validation-failed' }, name);

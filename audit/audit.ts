@@ -58,30 +58,80 @@ export interface AuditTrail extends AuditLog {
 // ---- canonical form -------------------------------------------------------------------------------
 
 export function canonicalJson(value: unknown): string {
+  return canonical(value, false, 0)!;
+}
+
+/** Deeper than this, plainOnly gives up (a cycle, most likely) and jsonOnly says what is wrong. */
+const MAX_PLAIN_DEPTH = 64;
+
+/**
+ * The canonical form of `value`. With `plainOnly`, undefined instead when `value` is not plain JSON
+ * data already, i.e. when JSON would change it: a toJSON, an object that is not a plain one (a Date,
+ * a Map, a typed array), an undefined member, a hole, a number JSON cannot write, a cycle. For plain
+ * data that is what jsonOnly would keep, so append can skip the JSON round trip.
+ */
+function canonical(value: unknown, plainOnly: boolean, depth: number): string | undefined {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'string':
-    case 'boolean':
       return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
     case 'number':
-      if (!Number.isFinite(value)) throw new YinxinError('validation-failed', 'audit data may not hold NaN or Infinity');
+      if (!Number.isFinite(value)) {
+        if (plainOnly) return undefined;
+        throw new YinxinError('validation-failed', 'audit data may not hold NaN or Infinity');
+      }
       return JSON.stringify(value);
     case 'object': {
-      if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
-      const entries = Object.keys(value as object)
-        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-        .sort()
-        .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
-      return `{${entries.join(',')}}`;
+      if (plainOnly && (depth > MAX_PLAIN_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === 'function')) return undefined;
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          let text: string | undefined;
+          if (item === undefined) {
+            if (plainOnly) return undefined;
+            text = 'null';
+          } else {
+            text = canonical(item, plainOnly, depth + 1);
+            if (text === undefined) return undefined;
+          }
+          out += i === 0 ? text : `,${text}`;
+        }
+        return `${out}]`;
+      }
+      const object = value as Record<string, unknown>;
+      if (plainOnly) {
+        const proto: unknown = Object.getPrototypeOf(object);
+        if (proto !== Object.prototype && proto !== null) return undefined;
+      }
+      let out = '{';
+      for (const key of Object.keys(object).sort()) {
+        const member = object[key];
+        if (member === undefined) {
+          if (plainOnly) return undefined;
+          continue;
+        }
+        const text = canonical(member, plainOnly, depth + 1);
+        if (text === undefined) return undefined;
+        out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${text}`;
+      }
+      return `${out}}`;
     }
     default:
+      if (plainOnly) return undefined;
       throw new YinxinError('validation-failed', `audit data may not hold a ${typeof value}`);
   }
 }
 
 export function recordHash(record: Omit<AuditRecord, 'hash'> | AuditRecord): string {
   const { hash: _ignored, ...fields } = record as AuditRecord;
-  return createHash('sha256').update(canonicalJson(fields), 'utf8').digest('hex');
+  return hashOfCanonical(canonicalJson(fields));
+}
+
+function hashOfCanonical(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 export function checkpointPayload(c: { seq: number; hash: string; time: string }): Buffer {
@@ -140,9 +190,18 @@ class StoreAuditLog implements AuditTrail {
       object: input.object,
       outcome: input.outcome,
       ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
-      ...(input.details !== undefined ? { details: jsonOnly(input.details) } : {}),
+      ...(input.details !== undefined ? { details: input.details } : {}),
     };
-    const record: AuditRecord = { ...fields, hash: recordHash(fields) };
+    // Details that are plain JSON data already (what services pass) are hashed and stored as they
+    // are; anything else goes through JSON first, so that what is stored is what was hashed.
+    let canonicalText = canonical(fields, true, 0);
+    if (canonicalText === undefined) {
+      if (fields.details !== undefined) fields.details = jsonOnly(fields.details);
+      canonicalText = canonicalJson(fields);
+    } else if (fields.details !== undefined) {
+      detailsMustBeAnObject(fields.details);
+    }
+    const record: AuditRecord = { ...fields, hash: hashOfCanonical(canonicalText) };
     tx.put(this.#records, record.seq, record);
     tx.put(this.#head, 'head', { seq: record.seq, hash: record.hash });
     tx.afterCommit(() => {
@@ -263,10 +322,14 @@ function jsonOnly(details: Record<string, unknown>): Record<string, unknown> {
   } catch (e) {
     throw new YinxinError('validation-failed', `audit details must be plain JSON data: ${(e as Error).message}`, { field: 'details' });
   }
-  if (copy === null || typeof copy !== 'object' || Array.isArray(copy)) {
+  detailsMustBeAnObject(copy);
+  return copy;
+}
+
+function detailsMustBeAnObject(details: unknown): asserts details is Record<string, unknown> {
+  if (details === null || typeof details !== 'object' || Array.isArray(details)) {
     throw new YinxinError('validation-failed', 'audit details must be an object', { field: 'details' });
   }
-  return copy as Record<string, unknown>;
 }
 
 export function createAuditLog(options: AuditLogOptions): AuditTrail {
