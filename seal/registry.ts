@@ -28,7 +28,7 @@ import { digest, sealHash, type SealCredential, type TimeStamper } from './cms.t
 import type { ValidationDataSource } from './ltv.ts';
 import { jpegSize, sealPdf, type PadesLevel, type PadesResult, type SealImage, type SealPlacement } from './pades.ts';
 import { pngInfo } from './png.ts';
-import { auditedUse, sealUses, STATS_TABLE, USAGE_TABLE, type RecordedUse, type SealStats, type SealUse, type UsageRecord } from './usage.ts';
+import { auditedUse, recordedUse, sealUses, STATS_TABLE, USAGE_TABLE, type RecordedUse, type SealStats, type SealUse, type UsageRecord } from './usage.ts';
 
 export type { SealStats, UsageRecord } from './usage.ts';
 
@@ -426,7 +426,7 @@ export class SealRegistry {
    */
   async #recordUse(seal: SealRecord, user: SealUser, kind: 'pdf' | 'file', documentDigest: string, hash: string, requestId?: string): Promise<RecordedUse> {
     const use: SealUse = { seal: seal.id, requestId, actor: user.actor, kind, documentDigest, hash, time: this.#o.clock.now().toISOString() };
-    return (await this.#committer.commit(sealUses, use)).result;
+    return recordedUse(use, (await this.#committer.commit(sealUses, use)).result);
   }
 
   async #recordFailedUse(seal: SealRecord, user: SealUser, recorded: RecordedUse, error: unknown, requestId?: string): Promise<void> {

@@ -46,6 +46,11 @@ export interface RecordedUse {
   record: UsageRecord;
 }
 
+/** The use's row in seal.usage, from the row number its transaction gave it. */
+export function recordedUse({ seal, requestId: _requestId, ...record }: SealUse, row: number): RecordedUse {
+  return { key: [seal, record.time, row], record };
+}
+
 /** What a `seal.use` audit record lists of each use (details.uses). */
 export interface AuditedUse {
   kind: 'pdf' | 'file';
@@ -65,15 +70,17 @@ export function auditedUse({ kind, documentDigest, hash, time }: UsageRecord, re
  * one `seal.use` audit record per seal and actor lists the uses (details.uses: kind, document
  * digest, hash, time, request id), as the TSA audits a commit's tokens in one record. Every use is
  * still audited (who, which document, when, and its row in seal.usage) without an audit record
- * of its own: at load, those cost as much as the rest of a use's record put together.
+ * of its own: at load, those cost as much as the rest of a use's record put together. The result
+ * is the use's row number (UsageKey[2]): the caller has the rest of the row (recordedUse), and
+ * the commit thread sends back a number instead of a copy of the row.
  */
-export const sealUses = recordWriter<SealUse, RecordedUse>(import.meta.url, 'sealUses', ({ store, audit }) => {
+export const sealUses = recordWriter<SealUse, number>(import.meta.url, 'sealUses', ({ store, audit }) => {
   const usage = store.table<UsageRecord>(USAGE_TABLE);
   const stats = store.table<SealStats>(STATS_TABLE);
   return (tx, uses) => {
     const counts = new Map<string, SealStats>();
     const audited = new Map<string, { seal: string; actor: string; uses: AuditedUse[] }>();
-    const recorded = uses.map(({ seal, requestId, ...record }): RecordedUse => {
+    const rows = uses.map(({ seal, requestId, ...record }): number => {
       const before = counts.get(seal) ?? tx.get(stats, seal) ?? { uses: 0, pdf: 0, file: 0 };
       const next: SealStats = { ...before, uses: before.uses + 1, [record.kind]: before[record.kind] + 1, lastUse: record.time, firstUse: before.firstUse ?? record.time };
       counts.set(seal, next);
@@ -83,13 +90,13 @@ export const sealUses = recordWriter<SealUse, RecordedUse>(import.meta.url, 'sea
       const group = `${seal}\0${record.actor}`;
       const entry = audited.get(group) ?? audited.set(group, { seal, actor: record.actor, uses: [] }).get(group)!;
       entry.uses.push(auditedUse(record, requestId));
-      return { key, record };
+      return key[2];
     });
     for (const [seal, next] of counts) tx.put(stats, seal, next);
     for (const { seal, actor, uses: list } of audited.values()) {
       audit?.append(tx, { actor, action: 'seal.use', object: `seal:${seal}`, outcome: 'success', requestId: list.length === 1 ? list[0].requestId : undefined,
         details: { count: list.length, uses: list } });
     }
-    return recorded;
+    return rows;
   };
 });
