@@ -80,17 +80,19 @@ export const sealUses = recordWriter<SealUse, number>(import.meta.url, 'sealUses
   return (tx, uses) => {
     const counts = new Map<string, SealStats>();
     const audited = new Map<string, { seal: string; actor: string; uses: AuditedUse[] }>();
-    const rows = uses.map(({ seal, requestId, ...record }): number => {
+    const rows = uses.map((use): number => {
+      const { seal, kind, time, actor } = use;
       const before = counts.get(seal) ?? tx.get(stats, seal) ?? { uses: 0, pdf: 0, file: 0 };
-      const next: SealStats = { ...before, uses: before.uses + 1, [record.kind]: before[record.kind] + 1, lastUse: record.time, firstUse: before.firstUse ?? record.time };
+      const next: SealStats = { ...before, uses: before.uses + 1, [kind]: before[kind] + 1, lastUse: time, firstUse: before.firstUse ?? time };
       counts.set(seal, next);
       // Row numbers count failed uses too, so that taking one out of `uses` never frees its number.
-      const key: UsageKey = [seal, record.time, next.uses + (next.failed ?? 0)];
+      const row = next.uses + (next.failed ?? 0);
+      const { key, record } = recordedUse(use, row);
       tx.put(usage, key, record);
-      const group = `${seal}\0${record.actor}`;
-      const entry = audited.get(group) ?? audited.set(group, { seal, actor: record.actor, uses: [] }).get(group)!;
-      entry.uses.push(auditedUse(record, requestId));
-      return key[2];
+      const group = `${seal}\0${actor}`;
+      const entry = audited.get(group) ?? audited.set(group, { seal, actor, uses: [] }).get(group)!;
+      entry.uses.push(auditedUse(record, use.requestId));
+      return row;
     });
     for (const [seal, next] of counts) tx.put(stats, seal, next);
     for (const { seal, actor, uses: list } of audited.values()) {
